@@ -1,0 +1,300 @@
+package ws
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+)
+
+// AcceptOptions configures Accept. A nil *AcceptOptions is the zero value,
+// and Accept never changes the caller's struct.
+type AcceptOptions struct {
+	// Subprotocols lists the subprotocols the server speaks, most preferred
+	// first. The first one the client also offers is chosen; if none is, the
+	// handshake succeeds with no subprotocol and the application decides
+	// (Conn.Subprotocol returns ""). Empty: no subprotocol is ever chosen.
+	Subprotocols []string
+
+	// OriginPatterns lists the browser Origins allowed besides the
+	// request's own host, as path.Match patterns matched against the
+	// Origin's host ("example.com", "*.example.com", "localhost:*"), or
+	// against scheme and host when the pattern has "://"
+	// ("https://*.example.com"). Matching ignores case.
+	//
+	// A request without an Origin header (a non-browser client) is always
+	// allowed; a browser Origin that matches neither the host nor a pattern
+	// gets 403 Forbidden. Allowing any Origin lets any web page use its
+	// visitors' cookies to talk to the server (cross-site WebSocket
+	// hijacking): see InsecureSkipOriginCheck.
+	OriginPatterns []string
+
+	// InsecureSkipOriginCheck allows every Origin. Only for servers that
+	// authenticate each connection by other means than cookies or HTTP
+	// auth, such as a token in the first message.
+	InsecureSkipOriginCheck bool
+
+	// HandshakeTimeout bounds the writing of the handshake response.
+	// Zero means 10 seconds. The request itself is read by net/http: set
+	// http.Server.ReadHeaderTimeout against slow clients.
+	HandshakeTimeout time.Duration
+
+	// ReadLimit is the largest message, in bytes, the connection accepts;
+	// a larger one fails the connection with 1009 Message Too Big before
+	// its payload is read. Zero means DefaultReadLimit (1 MiB).
+	ReadLimit int64
+
+	// MaxFragments is the most frames one message may arrive in; more fail
+	// the connection with 1009. Zero means DefaultMaxFragments (65,536).
+	MaxFragments int
+
+	// CloseTimeout bounds Close's wait for the peer's close frame. Zero
+	// means DefaultCloseTimeout (5 seconds).
+	CloseTimeout time.Duration
+
+	// ReadBufferSize and WriteBufferSize size the connection's buffers, in
+	// bytes. Zero means DefaultBufferSize (4 KiB); at least 256 is used.
+	// Larger buffers mean fewer system calls for large messages and more
+	// memory per connection.
+	ReadBufferSize, WriteBufferSize int
+}
+
+// HandshakeError is a handshake refused because the request is not a valid
+// WebSocket upgrade (RFC 6455 §4.2.1) or comes from a refused Origin. Accept
+// has already answered with Status and the message as the body.
+type HandshakeError struct {
+	Status  int    // the HTTP status written: 400, 403, 405 or 426
+	Message string // what was wrong, and what to do
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("ws: handshake refused with %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Accept completes the server side of the WebSocket handshake on any
+// net/http server and returns the connection. On failure it has already
+// written the HTTP error (400 with the reason, 403 for a refused Origin, 405
+// for a method other than GET, 426 for a missing upgrade or an unsupported
+// version) and returns a *HandshakeError, or the error that stopped the
+// hijack.
+//
+// The connection outlives the handler's http.ResponseWriter: Accept takes
+// the connection from net/http and keeps none of its buffers. The request
+// context ends when the handler returns; pass a context of your own to
+// the connection's methods if the connection is handed to another
+// goroutine.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	var o AcceptOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if herr := checkRequest(r, &o); herr != nil {
+		h := w.Header()
+		if herr.Status == http.StatusUpgradeRequired {
+			h.Set("Connection", "Upgrade")
+			h.Set("Upgrade", "websocket")
+			h.Set("Sec-WebSocket-Version", "13")
+		}
+		if herr.Status == http.StatusMethodNotAllowed {
+			h.Set("Allow", "GET")
+		}
+		http.Error(w, herr.Message, herr.Status)
+		return nil, herr
+	}
+	subprotocol := selectSubprotocol(r, o.Subprotocols)
+
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		err = fmt.Errorf("ws: cannot take over the connection from net/http (HTTP/2 and some middleware cannot be hijacked): %w", err)
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return nil, err
+	}
+	// net/http may have set deadlines from its own timeouts; the
+	// connection's life is ours now.
+	_ = nc.SetDeadline(time.Time{})
+
+	cfg := newConnConfig(o.ReadLimit, o.MaxFragments, o.CloseTimeout, o.ReadBufferSize, o.WriteBufferSize)
+	// Frames the client sent right behind its request may sit in
+	// net/http's buffer. Move them out, so that buffer can be dropped.
+	var src net.Conn = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		src = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
+	}
+	br := bufio.NewReaderSize(src, cfg.readBufferSize)
+
+	resp := make([]byte, 0, 256)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = append(resp, acceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	if subprotocol != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
+		resp = append(resp, subprotocol...)
+	}
+	resp = append(resp, "\r\n\r\n"...)
+	_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
+	if _, err := nc.Write(resp); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("ws: writing the handshake response: %w", err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+
+	c := newConn(src, br, nil, false, subprotocol, cfg)
+	return c, nil
+}
+
+// checkRequest applies RFC 6455 §4.2.1 and the Origin policy.
+func checkRequest(r *http.Request, o *AcceptOptions) *HandshakeError {
+	if r.Method != http.MethodGet {
+		return &HandshakeError{http.StatusMethodNotAllowed, fmt.Sprintf("a WebSocket handshake is a GET request, not %s", r.Method)}
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		return &HandshakeError{http.StatusBadRequest, fmt.Sprintf("a WebSocket handshake needs HTTP/1.1 or later, not %s", r.Proto)}
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return &HandshakeError{http.StatusUpgradeRequired, `this is a WebSocket endpoint: the request needs "Upgrade: websocket"`}
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return &HandshakeError{http.StatusUpgradeRequired, `this is a WebSocket endpoint: the request needs "Connection: Upgrade"`}
+	}
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0:
+		return &HandshakeError{http.StatusUpgradeRequired, "missing Sec-WebSocket-Version header; this server speaks version 13"}
+	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
+		return &HandshakeError{http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))}
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	switch {
+	case len(keys) == 0:
+		return &HandshakeError{http.StatusBadRequest, "missing Sec-WebSocket-Key header"}
+	case len(keys) > 1:
+		return &HandshakeError{http.StatusBadRequest, "more than one Sec-WebSocket-Key header"}
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return &HandshakeError{http.StatusBadRequest, fmt.Sprintf("Sec-WebSocket-Key %q is not 16 bytes in base64", keys[0])}
+	}
+	if !o.InsecureSkipOriginCheck {
+		if err := checkOrigin(r, o.OriginPatterns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOrigin allows a request without Origin, one from its own host, and
+// one that matches a pattern.
+func checkOrigin(r *http.Request, patterns []string) *HandshakeError {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		if matchOrigin(patterns, strings.ToLower(origin), "") {
+			return nil
+		}
+		return &HandshakeError{http.StatusForbidden, fmt.Sprintf("Origin %q is not allowed; add it to OriginPatterns", origin)}
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(r.Host) {
+		return nil
+	}
+	if matchOrigin(patterns, host, strings.ToLower(u.Scheme)+"://"+host) {
+		return nil
+	}
+	return &HandshakeError{http.StatusForbidden, fmt.Sprintf("Origin %q is not allowed for host %q; add it to OriginPatterns", origin, r.Host)}
+}
+
+func matchOrigin(patterns []string, host, full string) bool {
+	for _, p := range patterns {
+		p = strings.ToLower(p)
+		target := host
+		if strings.Contains(p, "://") {
+			target = full
+		}
+		if ok, err := path.Match(p, target); ok && err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// selectSubprotocol picks the server's most preferred subprotocol among
+// those the client offers.
+func selectSubprotocol(r *http.Request, supported []string) string {
+	if len(supported) == 0 {
+		return ""
+	}
+	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	for _, s := range supported {
+		for _, o := range offered {
+			if o == s { // subprotocol names are case-sensitive (RFC 6455 §11.5)
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// headerTokens returns the comma-separated tokens of every h[name] line.
+func headerTokens(h http.Header, name string) []string {
+	var tokens []string
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tokens = append(tokens, t)
+			}
+		}
+	}
+	return tokens
+}
+
+// headerHasToken reports whether a comma-separated header holds token,
+// ignoring case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// keyGUID is the GUID of RFC 6455 §1.3.
+const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(strings.TrimSpace(key)))
+	h.Write([]byte(keyGUID))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// prefixConn serves bytes read ahead by net/http before the connection's.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		if len(c.prefix) == 0 {
+			c.prefix = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}

@@ -1,0 +1,1056 @@
+package ws
+
+import (
+	"bufio"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MessageType is the type of a data message (RFC 6455 §5.6).
+type MessageType int
+
+const (
+	// MessageText is a text message: its payload is valid UTF-8, which the
+	// reader checks and the writer leaves to the caller.
+	MessageText MessageType = 1
+	// MessageBinary is a binary message.
+	MessageBinary MessageType = 2
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case MessageText:
+		return "text"
+	case MessageBinary:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", int(t))
+}
+
+// Defaults for the limits shared by AcceptOptions and DialOptions.
+const (
+	// DefaultReadLimit is the largest message a Conn reads unless told
+	// otherwise: 1 MiB.
+	DefaultReadLimit = 1 << 20
+	// DefaultMaxFragments is the most frames one message may arrive in:
+	// 65,536, enough for 4 MiB in 64-byte fragments (Autobahn 9.3, 9.4),
+	// and a bound on the work a peer can cause with empty fragments.
+	DefaultMaxFragments = 1 << 16
+	// DefaultCloseTimeout bounds the wait for the peer's close frame in Close.
+	DefaultCloseTimeout = 5 * time.Second
+	// DefaultBufferSize is the size of each connection's read and write
+	// buffers unless told otherwise: 4 KiB.
+	DefaultBufferSize = 4096
+
+	minBufferSize = 256
+)
+
+// connConfig holds the options that both sides share, defaults filled in.
+type connConfig struct {
+	readLimit       int64
+	maxFragments    int
+	closeTimeout    time.Duration
+	readBufferSize  int
+	writeBufferSize int
+}
+
+func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration, rbuf, wbuf int) connConfig {
+	cfg := connConfig{readLimit, maxFragments, closeTimeout, rbuf, wbuf}
+	if cfg.readLimit == 0 {
+		cfg.readLimit = DefaultReadLimit
+	}
+	if cfg.maxFragments == 0 {
+		cfg.maxFragments = DefaultMaxFragments
+	}
+	if cfg.closeTimeout == 0 {
+		cfg.closeTimeout = DefaultCloseTimeout
+	}
+	if cfg.readBufferSize == 0 {
+		cfg.readBufferSize = DefaultBufferSize
+	}
+	cfg.readBufferSize = max(cfg.readBufferSize, minBufferSize)
+	if cfg.writeBufferSize == 0 {
+		cfg.writeBufferSize = DefaultBufferSize
+	}
+	cfg.writeBufferSize = max(cfg.writeBufferSize, minBufferSize)
+	return cfg
+}
+
+// Conn is a WebSocket connection, made by Accept or Dial.
+//
+// Every method is safe to call from many goroutines at once, except the
+// reading ones: Read, ReadAppend and Reader (and reads from the io.Reader
+// that Reader returns) must be called from one goroutine at a time. Writes
+// never interleave: Write and a Writer each send whole messages, and control
+// frames (pongs, pings, close) go between the frames of a message, as
+// RFC 6455 §5.4 allows.
+//
+// Pings from the peer are answered, pongs delivered to Ping and the close
+// frame handled while a read is in progress: a connection that nobody reads
+// answers nothing. Call Read in a loop, or CloseRead if the application
+// only writes.
+type Conn struct {
+	nc          net.Conn
+	client      bool
+	subprotocol string
+	cfg         connConfig
+
+	// Reading: guarded by readMu.
+	readMu   semaphore
+	br       *bufio.Reader
+	rd       messageState
+	msgSeq   uint64 // messages begun, so a stale message reader can tell
+	readErr  error // sticky: set once the read side failed
+	readWait ctxWatch
+
+	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
+	// one frame, so that control frames can go between a message's frames.
+	writeMsgMu   semaphore
+	writeFrameMu semaphore
+	bw           *bufio.Writer
+	hdrBuf       [maxHeaderSize]byte
+	ctrlBuf      [maxControlPayload]byte // control payloads read
+	rng          *rand.ChaCha8           // masking keys (client only)
+	writeErr     error
+	writeWait    ctxWatch
+	fragBufs     *sync.Pool // Writer buffers, sized to cfg.writeBufferSize
+
+	// Pings waiting for their pong.
+	pingMu  sync.Mutex
+	pings   map[uint64]chan<- struct{}
+	pingSeq atomic.Uint64
+
+	// Closing.
+	closeMu    sync.Mutex
+	closeSent  bool        // a close frame went out
+	peerClose  *CloseError // the peer's close frame, once read
+	peerClosed chan struct{}
+	closed     chan struct{} // closed with nc
+	closeOnce  sync.Once
+}
+
+// messageState is the reader's position in the current message.
+type messageState struct {
+	inMessage bool        // a data message has started and not ended
+	typ       MessageType // of the current message
+	fin       bool        // the current frame is the message's last
+	remaining int64       // payload bytes of the current frame not yet read
+	masked    bool
+	key       uint32 // the masking key, rotated to the next byte
+	size      int64  // payload bytes of the message so far (headers seen)
+	fragments int
+	utf8      utf8Validator
+}
+
+func newConn(nc net.Conn, br *bufio.Reader, bw *bufio.Writer, client bool, subprotocol string, cfg connConfig) *Conn {
+	c := &Conn{
+		nc:           nc,
+		client:       client,
+		subprotocol:  subprotocol,
+		cfg:          cfg,
+		readMu:       make(semaphore, 1),
+		br:           br,
+		writeMsgMu:   make(semaphore, 1),
+		writeFrameMu: make(semaphore, 1),
+		bw:           bw,
+		peerClosed:   make(chan struct{}),
+		closed:       make(chan struct{}),
+	}
+	if br == nil {
+		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
+	}
+	if bw == nil {
+		c.bw = bufio.NewWriterSize(nc, cfg.writeBufferSize)
+	}
+	c.readWait.set = nc.SetReadDeadline
+	c.writeWait.set = nc.SetWriteDeadline
+	if client {
+		var seed [32]byte
+		_, _ = crand.Read(seed[:]) // never fails (crypto/rand.Read doc)
+		c.rng = rand.NewChaCha8(seed)
+	}
+	c.fragBufs = fragmentPool(cfg.writeBufferSize)
+	return c
+}
+
+// Subprotocol returns the subprotocol chosen in the handshake, or "" if none.
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// RemoteAddr returns the peer's network address. Behind a proxy this is the
+// proxy's address; read X-Forwarded-For from the request if it is trusted.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// ---------------------------------------------------------------------------
+// Reading
+
+// Read reads the next data message and returns its type and payload in a new
+// slice. Control frames that arrive meanwhile are handled (see Conn).
+//
+// If ctx is done before the message's first frame arrives, Read returns
+// ctx.Err() and the connection stays usable; if it is done halfway through a
+// message, the rest of that message is discarded by the next read. Once the
+// peer has closed, Read returns a CloseError; after a protocol violation, an
+// error wrapping ErrProtocol or ErrMessageTooBig (the connection has then
+// been failed with 1002, 1007 or 1009).
+func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
+	return c.ReadAppend(ctx, nil)
+}
+
+// ReadAppend is Read that appends the payload to dst and returns the
+// extended slice, so that a caller who reuses one buffer reads without
+// allocating.
+func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte, error) {
+	if err := c.readMu.lock(ctx, c.closed); err != nil {
+		return 0, dst, c.lockError(err)
+	}
+	defer c.readMu.unlock()
+	if err := c.readWait.start(ctx); err != nil {
+		return 0, dst, err
+	}
+	if err := c.nextMessage(); err != nil {
+		return 0, dst, c.readWait.explain(ctx, err)
+	}
+	typ := c.rd.typ
+	for {
+		if c.rd.remaining > 0 {
+			// Grow dst by at most what the frame still holds, in steps that
+			// keep a peer from making us allocate the whole frame up front.
+			dst = slices.Grow(dst, int(min(c.rd.remaining, 1<<20)))
+		}
+		n, err := c.readPayload(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return typ, dst, nil
+		}
+		if err != nil {
+			return 0, dst, c.readWait.explain(ctx, err)
+		}
+	}
+}
+
+// Reader waits for the next data message and returns its type and a reader
+// for its payload, which returns io.EOF at the message's end. The reader is
+// valid until the next call to Read, ReadAppend or Reader; a message not read
+// to its end is discarded then. ctx governs the reads from the returned
+// reader as well.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	if err := c.readMu.lock(ctx, c.closed); err != nil {
+		return 0, nil, c.lockError(err)
+	}
+	defer c.readMu.unlock()
+	if err := c.readWait.start(ctx); err != nil {
+		return 0, nil, err
+	}
+	if err := c.nextMessage(); err != nil {
+		return 0, nil, c.readWait.explain(ctx, err)
+	}
+	return c.rd.typ, &messageReader{c: c, ctx: ctx, seq: c.msgSeq}, nil
+}
+
+// messageReader streams one message's payload.
+type messageReader struct {
+	c    *Conn
+	ctx  context.Context
+	seq  uint64 // the message's number, to spot a stale reader
+	done bool
+}
+
+func (r *messageReader) Read(p []byte) (int, error) {
+	if r.done {
+		return 0, io.EOF
+	}
+	c := r.c
+	if err := c.readMu.lock(r.ctx, c.closed); err != nil {
+		return 0, c.lockError(err)
+	}
+	defer c.readMu.unlock()
+	if c.msgSeq != r.seq {
+		r.done = true
+		return 0, errors.New("ws: read from a message reader after the next message was requested")
+	}
+	if err := c.readWait.start(r.ctx); err != nil {
+		return 0, err
+	}
+	n, err := c.readPayload(p)
+	if err == io.EOF {
+		r.done = true
+	} else if err != nil {
+		err = c.readWait.explain(r.ctx, err)
+	}
+	return n, err
+}
+
+// nextMessage skips what is left of the current message, then reads frames
+// until a data message begins.
+func (c *Conn) nextMessage() error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	for c.rd.inMessage {
+		if _, err := c.readPayload(nil); err != nil && err != io.EOF {
+			return err
+		}
+		if c.rd.inMessage && c.rd.remaining > 0 {
+			if _, err := c.discardPayload(); err != nil {
+				return err
+			}
+		}
+	}
+	h, err := c.readDataHeader()
+	if err != nil {
+		return err
+	}
+	if h.opcode == opContinuation {
+		return c.fail(protocolErrorf("continuation frame without a message to continue"))
+	}
+	c.rd = messageState{inMessage: true, typ: MessageType(h.opcode), fragments: 1}
+	c.msgSeq++
+	return c.beginFrame(h)
+}
+
+// beginFrame takes a data frame's header as the reader's current frame.
+func (c *Conn) beginFrame(h header) error {
+	if c.rd.size+h.length > c.cfg.readLimit {
+		return c.fail(tooBigError("message of %d bytes or more exceeds the read limit of %d bytes; raise ReadLimit in the options", c.rd.size+h.length, c.cfg.readLimit))
+	}
+	c.rd.size += h.length
+	c.rd.fin = h.fin
+	c.rd.remaining = h.length
+	c.rd.masked = h.masked
+	c.rd.key = h.key
+	return nil
+}
+
+// readPayload reads the current message's payload into p. It returns io.EOF
+// at the message's end, reading the headers of continuation frames (and
+// handling control frames) as needed. With len(p) == 0 it only advances to
+// a frame with payload or to the end.
+func (c *Conn) readPayload(p []byte) (int, error) {
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	for c.rd.remaining == 0 {
+		if c.rd.fin {
+			if c.rd.typ == MessageText && !c.rd.utf8.complete() {
+				return 0, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message ends inside a UTF-8 sequence"})
+			}
+			c.rd.inMessage = false
+			return 0, io.EOF
+		}
+		h, err := c.readDataHeader()
+		if err != nil {
+			return 0, err
+		}
+		if h.opcode != opContinuation {
+			return 0, c.fail(protocolErrorf("%v frame inside a fragmented message: expected a continuation", h.opcode))
+		}
+		c.rd.fragments++
+		if c.rd.fragments > c.cfg.maxFragments {
+			return 0, c.fail(tooBigError("message in more than %d fragments; raise MaxFragments in the options", c.cfg.maxFragments))
+		}
+		if err := c.beginFrame(h); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if int64(len(p)) > c.rd.remaining {
+		p = p[:c.rd.remaining]
+	}
+	n, err := c.br.Read(p)
+	c.rd.remaining -= int64(n)
+	if c.rd.masked {
+		c.rd.key = mask(p[:n], c.rd.key)
+	}
+	if c.rd.typ == MessageText && !c.rd.utf8.valid(p[:n]) {
+		return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message is not valid UTF-8"})
+	}
+	if err != nil {
+		return n, c.readFailed(err)
+	}
+	return n, nil
+}
+
+// discardPayload skips the rest of the current frame, still checking UTF-8
+// so that the message is refused as it would have been if read.
+func (c *Conn) discardPayload() (int64, error) {
+	var scratch [512]byte
+	var total int64
+	for c.rd.remaining > 0 {
+		n, err := c.readPayload(scratch[:min(int64(len(scratch)), c.rd.remaining)])
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// readDataHeader reads frame headers, handling any control frames, until a
+// data frame's header arrives.
+func (c *Conn) readDataHeader() (header, error) {
+	for {
+		h, err := c.readHeader()
+		if err != nil {
+			return h, err
+		}
+		if !h.opcode.isControl() {
+			return h, nil
+		}
+		if err := c.handleControl(h); err != nil {
+			return h, err
+		}
+	}
+}
+
+// readHeader reads and checks one frame header. It peeks before it
+// consumes, so a read interrupted by a deadline leaves the stream where it
+// was.
+func (c *Conn) readHeader() (header, error) {
+	b, err := c.br.Peek(2)
+	if err != nil {
+		return header{}, c.readFailed(err)
+	}
+	n := headerLen(b[1])
+	if b, err = c.br.Peek(n); err != nil {
+		return header{}, c.readFailed(err)
+	}
+	h, err := parseHeader(b)
+	if err != nil {
+		return h, c.fail(err)
+	}
+	_, _ = c.br.Discard(n)
+	if err := c.checkHeader(h); err != nil {
+		return h, c.fail(err)
+	}
+	return h, nil
+}
+
+// checkHeader applies the rules of RFC 6455 §5.2–5.5 that a header breaks
+// on its own, given which side we are.
+func (c *Conn) checkHeader(h header) error {
+	if h.rsv1 || h.rsv2 || h.rsv3 {
+		return protocolErrorf("reserved bits set in a %v frame header with no extension negotiated", h.opcode)
+	}
+	switch h.opcode {
+	case opContinuation, opText, opBinary, opClose, opPing, opPong:
+	default:
+		return protocolErrorf("%v", h.opcode)
+	}
+	if h.masked == c.client {
+		if c.client {
+			return protocolErrorf("masked frame from the server (RFC 6455 §5.1)")
+		}
+		return protocolErrorf("unmasked frame from the client (RFC 6455 §5.1)")
+	}
+	if h.opcode.isControl() {
+		if h.length > maxControlPayload {
+			return protocolErrorf("%v frame with %d bytes of payload; control frames carry at most 125", h.opcode, h.length)
+		}
+		if !h.fin {
+			return protocolErrorf("fragmented %v frame; control frames cannot be fragmented", h.opcode)
+		}
+	}
+	return nil
+}
+
+// handleControl reads a control frame's payload and acts on it.
+func (c *Conn) handleControl(h header) error {
+	n := int(h.length)
+	b, err := c.br.Peek(n)
+	if err != nil {
+		return c.readFailed(err)
+	}
+	p := c.ctrlBuf[:n]
+	copy(p, b)
+	_, _ = c.br.Discard(n)
+	if h.masked {
+		mask(p, h.key)
+	}
+	switch h.opcode {
+	case opPing:
+		c.closeMu.Lock()
+		closing := c.closeSent
+		c.closeMu.Unlock()
+		if closing {
+			return nil // after our close frame we send nothing more
+		}
+		if err := c.writeControl(context.Background(), opPong, p); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	case opPong:
+		c.deliverPong(p)
+	case opClose:
+		ce, err := parseClosePayload(p)
+		if err != nil {
+			return c.fail(err)
+		}
+		return c.peerClosing(ce)
+	}
+	return nil
+}
+
+// peerClosing handles the peer's close frame: it answers with the same code
+// unless we closed first, then closes the connection (RFC 6455 §5.5.1).
+func (c *Conn) peerClosing(ce CloseError) error {
+	c.closeMu.Lock()
+	c.peerClose = &ce
+	replied := c.closeSent
+	c.closeSent = true
+	c.closeMu.Unlock()
+	close(c.peerClosed)
+	if !replied {
+		code := ce.Code
+		b := appendClosePayload(nil, code, "")
+		_ = c.writeControl(context.Background(), opClose, b)
+	}
+	if c.client {
+		// The server closes the TCP connection first (RFC 6455 §7.1.1),
+		// which spares it the TIME_WAIT state; give it a moment to.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+		_, _ = c.br.Discard(c.br.Buffered())
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<16))
+	}
+	c.closeConn()
+	c.readErr = ce
+	return ce
+}
+
+// fail fails the connection after a protocol violation found while reading
+// (RFC 6455 §7.1.7): it sends a close frame with the violation's code,
+// closes the connection and makes the error sticky.
+func (c *Conn) fail(err error) error {
+	var pe *protocolError
+	if errors.As(err, &pe) {
+		c.closeMu.Lock()
+		sent := c.closeSent
+		c.closeSent = true
+		c.closeMu.Unlock()
+		if !sent {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			b := appendClosePayload(c.ctrlBuf[:0:0], pe.code, truncateUTF8(pe.msg, maxCloseReason))
+			_ = c.writeControl(ctx, opClose, b)
+			cancel()
+		}
+	}
+	c.closeConn()
+	c.readErr = err
+	return err
+}
+
+// readFailed records a network error on the read side. A deadline that
+// expired is not fatal: readWait.explain turns it into the context's error
+// and the stream is still in step.
+func (c *Conn) readFailed(err error) error {
+	if isTimeout(err) {
+		return err
+	}
+	c.closeMu.Lock()
+	pc := c.peerClose
+	c.closeMu.Unlock()
+	if pc != nil {
+		err = *pc
+	} else {
+		select {
+		case <-c.closed:
+			err = fmt.Errorf("ws: read from a closed connection: %w", net.ErrClosed)
+		default:
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("ws: connection lost without a close frame (1006): %w", io.ErrUnexpectedEOF)
+			} else {
+				err = fmt.Errorf("ws: connection lost without a close frame (1006): %w", err)
+			}
+		}
+	}
+	c.closeConn()
+	c.readErr = err
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// CloseRead starts a goroutine that reads and discards data messages, so
+// that pings are answered and the peer's close frame is seen, for a
+// connection the application only writes to. It returns a context that is
+// done when the connection is closed. Do not call Read, ReadAppend or Reader
+// after CloseRead. The goroutine ends with the connection.
+func (c *Conn) CloseRead(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		for {
+			_, r, err := c.Reader(ctx)
+			if err != nil {
+				c.CloseNow()
+				return
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				c.CloseNow()
+				return
+			}
+		}
+	}()
+	return ctx
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+// Write sends one message of the given type. It returns once the message is
+// written to the network. A text message's payload must be valid UTF-8; it
+// is not checked here, since the caller usually knows.
+//
+// If ctx is done before the message starts, Write returns ctx.Err(); once
+// bytes are on the wire, an expired ctx fails the connection, since a frame
+// cut short cannot be taken back.
+func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	op, err := dataOpcode(typ)
+	if err != nil {
+		return err
+	}
+	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+		return c.lockError(err)
+	}
+	defer c.writeMsgMu.unlock()
+	return c.writeFrame(ctx, true, op, p)
+}
+
+func dataOpcode(typ MessageType) (opcode, error) {
+	switch typ {
+	case MessageText:
+		return opText, nil
+	case MessageBinary:
+		return opBinary, nil
+	}
+	return 0, fmt.Errorf("ws: cannot write a message of %v: use MessageText or MessageBinary", typ)
+}
+
+// Writer returns a writer for one message of the given type, for a message
+// too large to hold in memory or produced in pieces. Bytes are sent in
+// frames as the write buffer fills; Close sends the last frame. Until
+// Close, other messages wait (control frames still go through). ctx governs
+// every write of the message.
+func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
+	op, err := dataOpcode(typ)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+		return nil, c.lockError(err)
+	}
+	bp := c.fragBufs.Get().(*[]byte)
+	return &messageWriter{c: c, ctx: ctx, op: op, buf: (*bp)[:0], bp: bp}, nil
+}
+
+// messageWriter streams one message, a frame per buffer-full.
+type messageWriter struct {
+	c      *Conn
+	ctx    context.Context
+	op     opcode // of the next frame: the message's type, then continuation
+	buf    []byte
+	bp     *[]byte
+	closed bool
+	err    error
+}
+
+func (w *messageWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("ws: write to a closed message writer")
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n := 0
+	for len(p) > 0 {
+		if len(w.buf) == 0 && len(p) >= cap(w.buf) {
+			// Nothing buffered and a buffer-full at hand: send it as is.
+			if err := w.flush(p[:len(p)-len(p)%cap(w.buf)], false); err != nil {
+				return n, err
+			}
+			k := len(p) - len(p)%cap(w.buf)
+			n += k
+			p = p[k:]
+			continue
+		}
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		n += k
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) && len(p) > 0 {
+			if err := w.flush(w.buf, false); err != nil {
+				return n, err
+			}
+			w.buf = w.buf[:0]
+		}
+	}
+	return n, nil
+}
+
+func (w *messageWriter) flush(p []byte, fin bool) error {
+	err := w.c.writeFrame(w.ctx, fin, w.op, p)
+	w.op = opContinuation
+	if err != nil {
+		w.err = err
+	}
+	return err
+}
+
+// Close sends what is buffered as the message's last frame and lets the
+// next message go.
+func (w *messageWriter) Close() error {
+	if w.closed {
+		return errors.New("ws: message writer closed twice")
+	}
+	w.closed = true
+	err := w.err
+	if err == nil {
+		err = w.flush(w.buf, true)
+	}
+	*w.bp = w.buf[:0]
+	w.c.fragBufs.Put(w.bp)
+	w.buf, w.bp = nil, nil
+	w.c.writeMsgMu.unlock()
+	return err
+}
+
+var fragmentPools sync.Map // buffer size → *sync.Pool
+
+func fragmentPool(size int) *sync.Pool {
+	if p, ok := fragmentPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := fragmentPools.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, 0, size)
+		return &b
+	}})
+	return p.(*sync.Pool)
+}
+
+// writeControl sends a control frame, between the frames of a message if
+// one is being written.
+func (c *Conn) writeControl(ctx context.Context, op opcode, p []byte) error {
+	return c.writeFrame(ctx, true, op, p)
+}
+
+// writeFrame writes one frame and flushes it. It fails the connection if a
+// frame was cut short.
+func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) error {
+	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+		return c.lockError(err)
+	}
+	defer c.writeFrameMu.unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	if op != opClose {
+		c.closeMu.Lock()
+		sent := c.closeSent
+		c.closeMu.Unlock()
+		if sent {
+			return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
+		}
+	}
+	if err := c.writeWait.start(ctx); err != nil {
+		return err
+	}
+	h := header{fin: fin, opcode: op, masked: c.client, length: int64(len(p))}
+	if c.client {
+		h.key = uint32(c.rng.Uint64())
+	}
+	_, _ = c.bw.Write(appendHeader(c.hdrBuf[:0], h))
+	if c.client {
+		// Mask into the write buffer, never into the caller's bytes.
+		key := h.key
+		for len(p) > 0 {
+			buf := c.bw.AvailableBuffer()
+			if cap(buf) == 0 {
+				if err := c.bw.Flush(); err != nil {
+					break
+				}
+				continue
+			}
+			n := min(cap(buf), len(p))
+			buf = append(buf, p[:n]...)
+			key = mask(buf, key)
+			_, _ = c.bw.Write(buf)
+			p = p[n:]
+		}
+	} else {
+		_, _ = c.bw.Write(p)
+	}
+	if err := c.bw.Flush(); err != nil {
+		err = c.writeWait.explain(ctx, err)
+		c.writeErr = fmt.Errorf("ws: write failed, connection closed: %w", err)
+		c.closeConn()
+		return err
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Ping
+
+// Ping sends a ping and waits for its pong, or for ctx to be done. Pongs
+// arrive through reads, so another goroutine must be reading (Read, Reader
+// or CloseRead) for Ping to return before ctx.
+func (c *Conn) Ping(ctx context.Context) error {
+	id := c.pingSeq.Add(1)
+	var p [8]byte
+	binary.BigEndian.PutUint64(p[:], id)
+	pong := make(chan struct{}, 1)
+	c.pingMu.Lock()
+	if c.pings == nil {
+		c.pings = make(map[uint64]chan<- struct{})
+	}
+	c.pings[id] = pong
+	c.pingMu.Unlock()
+	defer func() {
+		c.pingMu.Lock()
+		delete(c.pings, id)
+		c.pingMu.Unlock()
+	}()
+	if err := c.writeControl(ctx, opPing, p[:]); err != nil {
+		return err
+	}
+	select {
+	case <-pong:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ws: no pong: %w", ctx.Err())
+	case <-c.closed:
+		return fmt.Errorf("ws: connection closed while waiting for a pong: %w", net.ErrClosed)
+	}
+}
+
+func (c *Conn) deliverPong(p []byte) {
+	if len(p) != 8 {
+		return // not ours: unsolicited pongs are allowed (RFC 6455 §5.5.3)
+	}
+	id := binary.BigEndian.Uint64(p)
+	c.pingMu.Lock()
+	ch := c.pings[id]
+	c.pingMu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Closing
+
+// Close runs the close handshake (RFC 6455 §7): it sends a close frame with
+// code and reason, waits up to the close timeout for the peer's close frame
+// (reading and discarding data messages meanwhile, unless another goroutine
+// is reading), then closes the connection. code must be one that may be sent
+// (1000–1003, 1007–1014, 3000–4999), or StatusNoStatusRcvd for a close frame
+// without a code; reason at most 123 bytes of UTF-8.
+//
+// Close returns nil once the handshake is complete, and an error if the peer
+// did not answer in time (the connection is closed all the same) or if the
+// connection was already closing.
+func (c *Conn) Close(code StatusCode, reason string) error {
+	if err := checkCloseArgs(code, reason); err != nil {
+		return err
+	}
+	c.closeMu.Lock()
+	already := c.closeSent
+	c.closeSent = true
+	c.closeMu.Unlock()
+	if already {
+		return fmt.Errorf("ws: close called on a connection already closing: %w", net.ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+	defer cancel()
+	var b [maxControlPayload]byte
+	err := c.writeControl(ctx, opClose, appendClosePayload(b[:0], code, reason))
+	if err != nil {
+		c.closeConn()
+		return fmt.Errorf("ws: sending the close frame: %w", err)
+	}
+	err = c.waitPeerClose(ctx)
+	c.closeConn()
+	return err
+}
+
+// waitPeerClose waits for the peer's close frame: it reads itself if no
+// other goroutine is reading.
+func (c *Conn) waitPeerClose(ctx context.Context) error {
+	select {
+	case c.readMu <- struct{}{}:
+		// Nobody reads: read until the close frame.
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+		for c.readErr == nil {
+			if c.rd.inMessage {
+				if _, err := c.discardPayload(); err != nil {
+					break
+				}
+				_, _ = c.readPayload(nil)
+				continue
+			}
+			if err := c.nextMessage(); err != nil {
+				break
+			}
+		}
+		c.readMu.unlock()
+	case <-c.peerClosed:
+	case <-ctx.Done():
+	}
+	select {
+	case <-c.peerClosed:
+		return nil
+	default:
+		return errors.New("ws: the peer did not answer the close frame in time; connection closed")
+	}
+}
+
+// CloseNow closes the connection without a close handshake. Reads and writes
+// in progress return errors. It is safe to call more than once.
+func (c *Conn) CloseNow() error {
+	c.closeMu.Lock()
+	c.closeSent = true
+	c.closeMu.Unlock()
+	c.closeConn()
+	return nil
+}
+
+func (c *Conn) closeConn() {
+	c.closeOnce.Do(func() {
+		_ = c.nc.Close()
+		close(c.closed)
+	})
+}
+
+// lockError explains a failure to take a read or write lock.
+func (c *Conn) lockError(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		c.closeMu.Lock()
+		pc := c.peerClose
+		c.closeMu.Unlock()
+		if pc != nil {
+			return *pc
+		}
+		return fmt.Errorf("ws: connection closed: %w", net.ErrClosed)
+	}
+	return err
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+// semaphore is a mutex whose lock can be abandoned when a context is done
+// or the connection closes.
+type semaphore chan struct{}
+
+func (s semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
+	select {
+	case s <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return net.ErrClosed
+	}
+}
+
+func (s semaphore) unlock() { <-s }
+
+// aLongTimeAgo is a deadline in the past, which interrupts a blocked read
+// or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// ctxWatch turns a context into a deadline on one direction of the
+// connection. The registration with the context is kept while the same
+// context is used for call after call, so the steady path costs no
+// allocation; only a change of context registers anew.
+type ctxWatch struct {
+	set func(time.Time) error
+
+	ctx    context.Context
+	cancel func() bool // stops the context.AfterFunc
+
+	mu    sync.Mutex
+	fired bool // the deadline was set in the past for ctx
+}
+
+// start prepares for an operation under ctx. It returns ctx's error if ctx
+// is already done.
+func (w *ctxWatch) start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ctx.Done() == nil && w.ctx == nil {
+		return nil
+	}
+	// Contexts are pointers in practice; a context of a type that cannot
+	// be compared is simply registered anew each time.
+	if w.ctx != nil && reflect.TypeOf(ctx).Comparable() && w.ctx == ctx {
+		return nil
+	}
+	w.stop()
+	w.ctx = nil
+	if ctx.Done() == nil {
+		return nil
+	}
+	w.ctx = ctx
+	w.cancel = context.AfterFunc(ctx, w.fire)
+	return nil
+}
+
+func (w *ctxWatch) fire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fired = true
+	_ = w.set(aLongTimeAgo)
+}
+
+// stop forgets the current context, undoing its deadline if it fired.
+func (w *ctxWatch) stop() {
+	if w.cancel == nil {
+		return
+	}
+	w.cancel()
+	w.cancel = nil
+	w.ctx = nil
+	w.mu.Lock()
+	if w.fired {
+		w.fired = false
+		_ = w.set(time.Time{})
+	}
+	w.mu.Unlock()
+}
+
+// explain replaces a deadline error caused by ctx with ctx's error, and
+// clears the deadline so the next operation can run.
+func (w *ctxWatch) explain(ctx context.Context, err error) error {
+	if ctx.Err() != nil && isTimeout(err) {
+		w.stop()
+		return ctx.Err()
+	}
+	return err
+}
