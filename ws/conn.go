@@ -111,7 +111,7 @@ type Conn struct {
 	br       *bufio.Reader
 	rd       messageState
 	msgSeq   uint64 // messages begun, so a stale message reader can tell
-	readErr  error // sticky: set once the read side failed
+	readErr  error  // sticky: set once the read side failed
 	readWait ctxWatch
 
 	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
