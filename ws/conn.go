@@ -2,12 +2,14 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"reflect"
@@ -110,6 +112,7 @@ type Conn struct {
 	readMu   semaphore
 	br       *bufio.Reader
 	rd       messageState
+	pending  []pendingMessage // read by Close, not yet by the application
 	msgSeq   uint64 // messages begun, so a stale message reader can tell
 	readErr  error  // sticky: set once the read side failed
 	readWait ctxWatch
@@ -218,11 +221,24 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 		return 0, dst, c.lockError(err)
 	}
 	defer c.readMu.unlock()
+	if len(c.pending) > 0 {
+		m := c.popPending()
+		return m.typ, append(dst, m.data...), nil
+	}
 	if err := c.readWait.start(ctx); err != nil {
 		return 0, dst, err
 	}
-	if err := c.nextMessage(); err != nil {
+	typ, dst, err := c.readMessage(dst)
+	if err != nil {
 		return 0, dst, c.readWait.explain(ctx, err)
+	}
+	return typ, dst, nil
+}
+
+// readMessage reads the next data message whole, appending it to dst.
+func (c *Conn) readMessage(dst []byte) (MessageType, []byte, error) {
+	if err := c.nextMessage(); err != nil {
+		return 0, dst, err
 	}
 	typ := c.rd.typ
 	for {
@@ -237,9 +253,30 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 			return typ, dst, nil
 		}
 		if err != nil {
-			return 0, dst, c.readWait.explain(ctx, err)
+			return 0, dst, err
 		}
 	}
+}
+
+// pendingMessage is a message that Close read while waiting for the peer's
+// close frame, kept for the application's next read.
+type pendingMessage struct {
+	typ  MessageType
+	data []byte
+}
+
+// maxPending bounds the messages Close keeps for later reads; their bytes
+// are bounded by the read limit.
+const maxPending = 64
+
+func (c *Conn) popPending() pendingMessage {
+	m := c.pending[0]
+	c.pending[0] = pendingMessage{}
+	c.pending = c.pending[1:]
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	return m
 }
 
 // Reader waits for the next data message and returns its type and a reader
@@ -252,6 +289,10 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		return 0, nil, c.lockError(err)
 	}
 	defer c.readMu.unlock()
+	if len(c.pending) > 0 {
+		m := c.popPending()
+		return m.typ, bytes.NewReader(m.data), nil
+	}
 	if err := c.readWait.start(ctx); err != nil {
 		return 0, nil, err
 	}
@@ -324,8 +365,14 @@ func (c *Conn) nextMessage() error {
 
 // beginFrame takes a data frame's header as the reader's current frame.
 func (c *Conn) beginFrame(h header) error {
-	if c.rd.size+h.length > c.cfg.readLimit {
-		return c.fail(tooBigError("message of %d bytes or more exceeds the read limit of %d bytes; raise ReadLimit in the options", c.rd.size+h.length, c.cfg.readLimit))
+	// Compared this way round, a length near 2⁶³ cannot overflow the sum
+	// past the limit (size never exceeds the limit).
+	if h.length > c.cfg.readLimit-c.rd.size {
+		total := c.rd.size + h.length
+		if total < 0 {
+			total = math.MaxInt64
+		}
+		return c.fail(tooBigError("message of %d bytes or more exceeds the read limit of %d bytes; raise %s.ReadLimit", total, c.cfg.readLimit, c.optionsName()))
 	}
 	c.rd.size += h.length
 	c.rd.fin = h.fin
@@ -360,7 +407,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		}
 		c.rd.fragments++
 		if c.rd.fragments > c.cfg.maxFragments {
-			return 0, c.fail(tooBigError("message in more than %d fragments; raise MaxFragments in the options", c.cfg.maxFragments))
+			return 0, c.fail(tooBigError("message in more than %d fragments; raise %s.MaxFragments", c.cfg.maxFragments, c.optionsName()))
 		}
 		if err := c.beginFrame(h); err != nil {
 			return 0, err
@@ -384,6 +431,15 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		return n, c.readFailed(err)
 	}
 	return n, nil
+}
+
+// optionsName names the options struct that configured c, for errors that
+// tell the caller which field to change.
+func (c *Conn) optionsName() string {
+	if c.client {
+		return "DialOptions"
+	}
+	return "AcceptOptions"
 }
 
 // discardPayload skips the rest of the current frame, still checking UTF-8
@@ -434,10 +490,18 @@ func (c *Conn) readHeader() (header, error) {
 	if err != nil {
 		return h, c.fail(err)
 	}
-	_, _ = c.br.Discard(n)
 	if err := c.checkHeader(h); err != nil {
 		return h, c.fail(err)
 	}
+	if h.opcode.isControl() {
+		// A control frame is handled whole: wait for its payload before
+		// consuming the header, so that a deadline cannot leave the
+		// stream between the two. Both fit the buffer (at most 139 bytes).
+		if _, err := c.br.Peek(n + int(h.length)); err != nil {
+			return header{}, c.readFailed(err)
+		}
+	}
+	_, _ = c.br.Discard(n)
 	return h, nil
 }
 
@@ -861,8 +925,11 @@ func (c *Conn) deliverPong(p []byte) {
 
 // Close runs the close handshake (RFC 6455 §7): it sends a close frame with
 // code and reason, waits up to the close timeout for the peer's close frame
-// (reading and discarding data messages meanwhile, unless another goroutine
-// is reading), then closes the connection. code must be one that may be sent
+// (reading meanwhile, unless another goroutine is reading), then closes the
+// connection. Messages that arrive between the two close frames are kept
+// for later calls to Read, ReadAppend or Reader (up to 64 messages and the
+// read limit in bytes), so a read loop running beside Close sees them before
+// the CloseError. code must be one that may be sent
 // (1000–1003, 1007–1014, 3000–4999), or StatusNoStatusRcvd for a close frame
 // without a code; reason at most 123 bytes of UTF-8.
 //
@@ -898,21 +965,30 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 func (c *Conn) waitPeerClose(ctx context.Context) error {
 	select {
 	case c.readMu <- struct{}{}:
-		// Nobody reads: read until the close frame.
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
-		for c.readErr == nil {
-			if c.rd.inMessage {
-				if _, err := c.discardPayload(); err != nil {
+		// Nobody is reading now. Read until the close frame, keeping the
+		// messages still in flight for a read loop that may come back for
+		// them (the usual shape: a reader goroutine, and Close called from
+		// another), within bounds. A message half read through a Reader is
+		// left to its reader.
+		if !c.rd.inMessage {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+			var kept int64
+			for c.readErr == nil {
+				typ, p, err := c.readMessage(nil)
+				if err != nil {
 					break
 				}
-				_, _ = c.readPayload(nil)
-				continue
-			}
-			if err := c.nextMessage(); err != nil {
-				break
+				if len(c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
+					kept += int64(len(p))
+					c.pending = append(c.pending, pendingMessage{typ, p})
+				}
 			}
 		}
 		c.readMu.unlock()
+		select {
+		case <-c.peerClosed:
+		case <-ctx.Done():
+		}
 	case <-c.peerClosed:
 	case <-ctx.Done():
 	}
@@ -991,11 +1067,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 type ctxWatch struct {
 	set func(time.Time) error
 
-	ctx    context.Context
-	cancel func() bool // stops the context.AfterFunc
+	ctx    context.Context // the registered context; only the owner uses it
+	cancel func() bool     // stops the context.AfterFunc
 
 	mu    sync.Mutex
-	fired bool // the deadline was set in the past for ctx
+	gen   uint64 // registration number; a late callback of an older one does nothing
+	fired bool   // the deadline was set in the past for ctx
 }
 
 // start prepares for an operation under ctx. It returns ctx's error if ctx
@@ -1018,13 +1095,21 @@ func (w *ctxWatch) start(ctx context.Context) error {
 		return nil
 	}
 	w.ctx = ctx
-	w.cancel = context.AfterFunc(ctx, w.fire)
+	w.mu.Lock()
+	gen := w.gen
+	w.mu.Unlock()
+	w.cancel = context.AfterFunc(ctx, func() { w.fire(gen) })
 	return nil
 }
 
-func (w *ctxWatch) fire() {
+func (w *ctxWatch) fire(gen uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if gen != w.gen {
+		// stop ran while this callback was starting: the operation it
+		// guarded is over, and the next one must not see the deadline.
+		return
+	}
 	w.fired = true
 	_ = w.set(aLongTimeAgo)
 }
@@ -1038,6 +1123,7 @@ func (w *ctxWatch) stop() {
 	w.cancel = nil
 	w.ctx = nil
 	w.mu.Lock()
+	w.gen++
 	if w.fired {
 		w.fired = false
 		_ = w.set(time.Time{})
