@@ -47,11 +47,13 @@ type AcceptOptions struct {
 
 	// ReadLimit is the largest message, in bytes, the connection accepts;
 	// a larger one fails the connection with 1009 Message Too Big before
-	// its payload is read. Zero means DefaultReadLimit (1 MiB).
+	// its payload is read. Zero means DefaultReadLimit (1 MiB). Negative
+	// means no limit: only for peers you trust.
 	ReadLimit int64
 
 	// MaxFragments is the most frames one message may arrive in; more fail
 	// the connection with 1009. Zero means DefaultMaxFragments (65,536).
+	// Negative means no limit.
 	MaxFragments int
 
 	// CloseTimeout bounds Close's wait for the peer's close frame. Zero

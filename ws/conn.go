@@ -69,11 +69,17 @@ type connConfig struct {
 
 func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration, rbuf, wbuf int) connConfig {
 	cfg := connConfig{readLimit, maxFragments, closeTimeout, rbuf, wbuf}
-	if cfg.readLimit == 0 {
+	switch {
+	case cfg.readLimit == 0:
 		cfg.readLimit = DefaultReadLimit
+	case cfg.readLimit < 0:
+		cfg.readLimit = math.MaxInt64
 	}
-	if cfg.maxFragments == 0 {
+	switch {
+	case cfg.maxFragments == 0:
 		cfg.maxFragments = DefaultMaxFragments
+	case cfg.maxFragments < 0:
+		cfg.maxFragments = math.MaxInt
 	}
 	if cfg.closeTimeout == 0 {
 		cfg.closeTimeout = DefaultCloseTimeout
@@ -113,8 +119,8 @@ type Conn struct {
 	br       *bufio.Reader
 	rd       messageState
 	pending  []pendingMessage // read by Close, not yet by the application
-	msgSeq   uint64 // messages begun, so a stale message reader can tell
-	readErr  error  // sticky: set once the read side failed
+	msgSeq   uint64           // messages begun, so a stale message reader can tell
+	readErr  error            // sticky: set once the read side failed
 	readWait ctxWatch
 
 	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
