@@ -223,7 +223,7 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 // extended slice, so that a caller who reuses one buffer reads without
 // allocating.
 func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte, error) {
-	if err := c.readMu.lock(ctx, c.closed); err != nil {
+	if err := c.readMu.lock(ctx, nil); err != nil {
 		return 0, dst, c.lockError(err)
 	}
 	defer c.readMu.unlock()
@@ -291,7 +291,7 @@ func (c *Conn) popPending() pendingMessage {
 // to its end is discarded then. ctx governs the reads from the returned
 // reader as well.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
-	if err := c.readMu.lock(ctx, c.closed); err != nil {
+	if err := c.readMu.lock(ctx, nil); err != nil {
 		return 0, nil, c.lockError(err)
 	}
 	defer c.readMu.unlock()
@@ -321,7 +321,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	c := r.c
-	if err := c.readMu.lock(r.ctx, c.closed); err != nil {
+	if err := c.readMu.lock(r.ctx, nil); err != nil {
 		return 0, c.lockError(err)
 	}
 	defer c.readMu.unlock()
@@ -1041,7 +1041,10 @@ func (c *Conn) lockError(err error) error {
 // Helpers
 
 // semaphore is a mutex whose lock can be abandoned when a context is done
-// or the connection closes.
+// or the connection closes. The read lock passes a nil closed channel: its
+// holder always lets go once the connection closes (a read on a closed
+// net.Conn fails, Close's wait is bounded), so readers wait their turn
+// rather than give up, and get the messages Close kept for them.
 type semaphore chan struct{}
 
 func (s semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
@@ -1056,7 +1059,15 @@ func (s semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-closed:
-		return net.ErrClosed
+		// The lock may have been freed at the same moment: take it if so,
+		// and let the caller see the connection's state (a read may still
+		// have messages kept by Close to deliver).
+		select {
+		case s <- struct{}{}:
+			return nil
+		default:
+			return net.ErrClosed
+		}
 	}
 }
 

@@ -1,0 +1,93 @@
+// Package ws implements the WebSocket protocol of RFC 6455, server and
+// client, on net/http.
+//
+// A server accepts connections in any net/http handler, behind any router,
+// over TLS and behind reverse proxies such as nginx:
+//
+//	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+//		c, err := ws.Accept(w, r, nil) // on failure the HTTP error is written
+//		if err != nil {
+//			return
+//		}
+//		defer c.CloseNow()
+//		for {
+//			typ, msg, err := c.Read(r.Context())
+//			if err != nil {
+//				return // ws.CloseStatus(err) tells how the peer closed
+//			}
+//			if err := c.Write(r.Context(), typ, msg); err != nil {
+//				return
+//			}
+//		}
+//	})
+//
+// Server does the same as an http.Handler and adds a Shutdown that closes
+// every connection with 1001 Going Away. A client dials:
+//
+//	c, _, err := ws.Dial(ctx, "wss://example.com/echo", nil)
+//	...
+//	err = c.Write(ctx, ws.MessageText, []byte("hello"))
+//	typ, msg, err := c.Read(ctx)
+//	c.Close(ws.StatusNormalClosure, "bye")
+//
+// # Concurrency
+//
+// Every Conn method may be called from many goroutines at once, except the
+// reading ones (Read, ReadAppend, Reader and the reader it returns), which
+// take turns. Writes never interleave: each Write and each Writer sends a
+// whole message, and other writers wait; pongs and close frames go out
+// between the frames of a long message. Concurrent writes are the commonest
+// crash in Go WebSocket code; here they are simply safe.
+//
+// Control frames are handled by the goroutine that reads: pings are
+// answered, pongs wake Ping, and the peer's close frame is answered and
+// reported as a CloseError. A connection nobody reads answers no pings:
+// read in a loop, or call CloseRead.
+//
+// Every blocking call takes a context. A read whose context ends before a
+// message starts returns ctx.Err() and leaves the connection usable; a
+// write whose context ends after its first byte went out fails the
+// connection, since half a frame cannot be taken back.
+//
+// # Limits
+//
+// Every buffer that grows with input is bounded:
+//
+//   - ReadLimit (default 1 MiB): a larger message fails the connection
+//     with 1009 Message Too Big before its payload is read, and the read
+//     returns an error wrapping ErrMessageTooBig that names the option.
+//   - MaxFragments (default 65,536): the frames one message may span; more
+//     close with 1009.
+//   - Control frames carry at most 125 bytes (RFC 6455 §5.5).
+//   - The handshake response is written within HandshakeTimeout; set
+//     http.Server.ReadHeaderTimeout to bound slow requests.
+//   - Close waits at most CloseTimeout (default 5 s) for the peer's close
+//     frame, and keeps at most 64 messages (within ReadLimit) that arrive
+//     meanwhile.
+//
+// # Protocol errors
+//
+// The reader is strict, as RFC 6455 requires: reserved bits without an
+// extension, reserved opcodes, non-minimal length encodings, unmasked
+// client frames or masked server frames, fragmented or oversized control
+// frames, and continuation frames out of place fail the connection with
+// 1002 Protocol Error; text that is not UTF-8 (checked incrementally, so a
+// bad byte is refused as soon as it arrives, even inside a frame) fails it
+// with 1007 Invalid Frame Payload Data. The error returned wraps ErrProtocol.
+//
+// # Security
+//
+// Accept refuses browser requests whose Origin is neither the request's
+// host nor listed in AcceptOptions.OriginPatterns, with 403 Forbidden: a
+// WebSocket carries the browser's cookies, so allowing every Origin lets
+// any web page act as the logged-in user (cross-site WebSocket hijacking).
+// Clients that send no Origin (programs, not browsers) are not affected.
+//
+// # Compatibility
+//
+// Accept needs an HTTP/1.1 connection it can take over (hijack). HTTP/2
+// requests get an error; browsers fall back to HTTP/1.1 for WebSockets
+// unless the server advertises RFC 8441, which this package does not do
+// yet. Extensions are not negotiated yet: offers of permessage-deflate are
+// ignored, which every client must accept (RFC 6455 §9.1).
+package ws
