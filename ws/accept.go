@@ -149,7 +149,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
 
-	c := newConn(src, br, nil, false, subprotocol, cfg)
+	c := newConn(src, br, false, subprotocol, cfg)
 	return c, nil
 }
 

@@ -127,8 +127,10 @@ type Conn struct {
 	// one frame, so that control frames can go between a message's frames.
 	writeMsgMu   semaphore
 	writeFrameMu semaphore
-	bw           *bufio.Writer
-	hdrBuf       [maxHeaderSize]byte
+	wbuf         []byte // frame headers and small or masked payloads
+	iov          [2][]byte
+	bufs         net.Buffers
+	owed         []byte                  // the unsent rest of a frame a deadline cut short
 	ctrlBuf      [maxControlPayload]byte // control payloads read
 	rng          *rand.ChaCha8           // masking keys (client only)
 	writeErr     error
@@ -162,7 +164,7 @@ type messageState struct {
 	utf8      utf8Validator
 }
 
-func newConn(nc net.Conn, br *bufio.Reader, bw *bufio.Writer, client bool, subprotocol string, cfg connConfig) *Conn {
+func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
 	c := &Conn{
 		nc:           nc,
 		client:       client,
@@ -172,15 +174,12 @@ func newConn(nc net.Conn, br *bufio.Reader, bw *bufio.Writer, client bool, subpr
 		br:           br,
 		writeMsgMu:   make(semaphore, 1),
 		writeFrameMu: make(semaphore, 1),
-		bw:           bw,
+		wbuf:         make([]byte, 0, cfg.writeBufferSize),
 		peerClosed:   make(chan struct{}),
 		closed:       make(chan struct{}),
 	}
 	if br == nil {
 		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
-	}
-	if bw == nil {
-		c.bw = bufio.NewWriterSize(nc, cfg.writeBufferSize)
 	}
 	c.readWait.set = nc.SetReadDeadline
 	c.writeWait.set = nc.SetWriteDeadline
@@ -688,9 +687,11 @@ func (c *Conn) CloseRead(ctx context.Context) context.Context {
 // written to the network. A text message's payload must be valid UTF-8; it
 // is not checked here, since the caller usually knows.
 //
-// If ctx is done before the message starts, Write returns ctx.Err(); once
-// bytes are on the wire, an expired ctx fails the connection, since a frame
-// cut short cannot be taken back.
+// If ctx is done before the message starts, Write returns ctx.Err() and
+// nothing is sent. If it is done while the message is being written (a
+// slow peer), Write returns ctx.Err() too, and the rest of the message is
+// sent ahead of the next frame, since a frame cut short cannot be taken
+// back; the connection stays usable.
 func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	op, err := dataOpcode(typ)
 	if err != nil {
@@ -775,10 +776,18 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 }
 
 func (w *messageWriter) flush(p []byte, fin bool) error {
+	if err := w.ctx.Err(); err != nil && w.op != opContinuation {
+		w.err = err // nothing of the message is on the wire yet
+		return err
+	}
 	err := w.c.writeFrame(w.ctx, fin, w.op, p)
 	w.op = opContinuation
 	if err != nil {
+		// Part of the message may be on the wire, and the peer would take
+		// whatever came next as its continuation: the message cannot be
+		// finished, so neither can the connection.
 		w.err = err
+		_ = w.c.CloseNow()
 	}
 	return err
 }
@@ -820,8 +829,14 @@ func (c *Conn) writeControl(ctx context.Context, op opcode, p []byte) error {
 	return c.writeFrame(ctx, true, op, p)
 }
 
-// writeFrame writes one frame and flushes it. It fails the connection if a
-// frame was cut short.
+// writeFrame writes one frame. Small frames go out in one write from the
+// connection's buffer; a large server frame goes out as header and payload
+// in one writev, without a copy; client payloads are masked through the
+// buffer, never in the caller's bytes.
+//
+// If ctx ends (a deadline) partway through the frame, the unsent rest is
+// kept and sent before any later frame, so the stream stays in step and the
+// connection usable. Any other write error fails the connection.
 func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) error {
 	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
 		return c.lockError(err)
@@ -841,38 +856,76 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 	if err := c.writeWait.start(ctx); err != nil {
 		return err
 	}
+	if len(c.owed) > 0 {
+		n, err := c.nc.Write(c.owed)
+		c.owed = c.owed[n:]
+		if err != nil {
+			return c.writeFailed(ctx, err, nil)
+		}
+		c.owed = nil
+	}
 	h := header{fin: fin, opcode: op, masked: c.client, length: int64(len(p))}
 	if c.client {
 		h.key = uint32(c.rng.Uint64())
 	}
-	_, _ = c.bw.Write(appendHeader(c.hdrBuf[:0], h))
-	if c.client {
-		// Mask into the write buffer, never into the caller's bytes.
+	buf := appendHeader(c.wbuf[:0], h)
+	switch {
+	case c.client:
 		key := h.key
-		for len(p) > 0 {
-			buf := c.bw.AvailableBuffer()
-			if cap(buf) == 0 {
-				if err := c.bw.Flush(); err != nil {
-					break
-				}
-				continue
+		for {
+			k := min(cap(buf)-len(buf), len(p))
+			buf = append(buf, p[:k]...)
+			key = mask(buf[len(buf)-k:], key)
+			p = p[k:]
+			n, err := c.nc.Write(buf)
+			if err != nil {
+				// Owe the rest of this chunk and the rest of the payload,
+				// masked with the key where it left off.
+				rest := append(slices.Clip(buf[n:]), p...)
+				mask(rest[len(buf)-n:], key)
+				return c.writeFailed(ctx, err, rest)
 			}
-			n := min(cap(buf), len(p))
-			buf = append(buf, p[:n]...)
-			key = mask(buf, key)
-			_, _ = c.bw.Write(buf)
-			p = p[n:]
+			if len(p) == 0 {
+				return nil
+			}
+			buf = c.wbuf[:0]
 		}
-	} else {
-		_, _ = c.bw.Write(p)
-	}
-	if err := c.bw.Flush(); err != nil {
-		err = c.writeWait.explain(ctx, err)
-		c.writeErr = fmt.Errorf("ws: write failed, connection closed: %w", err)
-		c.closeConn()
-		return err
+	case len(buf)+len(p) <= cap(buf):
+		buf = append(buf, p...)
+		n, err := c.nc.Write(buf)
+		if err != nil {
+			return c.writeFailed(ctx, err, buf[n:])
+		}
+	default:
+		c.iov = [2][]byte{buf, p}
+		c.bufs = c.iov[:]
+		n, err := c.bufs.WriteTo(c.nc)
+		c.iov, c.bufs = [2][]byte{}, nil // do not keep the caller's bytes
+		if err != nil {
+			var rest []byte
+			if n < int64(len(buf)) {
+				rest = append(rest, buf[n:]...)
+				n = int64(len(buf))
+			}
+			return c.writeFailed(ctx, err, append(rest, p[n-int64(len(buf)):]...))
+		}
 	}
 	return nil
+}
+
+// writeFailed handles a write error partway through a frame. A deadline
+// (from ctx) leaves the rest of the frame owed; anything else fails the
+// connection.
+func (c *Conn) writeFailed(ctx context.Context, err error, rest []byte) error {
+	if isTimeout(err) {
+		if len(rest) > 0 {
+			c.owed = append(c.owed[:len(c.owed):len(c.owed)], rest...)
+		}
+		return c.writeWait.explain(ctx, err)
+	}
+	c.writeErr = fmt.Errorf("ws: write failed, connection closed: %w", err)
+	c.closeConn()
+	return c.writeErr
 }
 
 // ---------------------------------------------------------------------------

@@ -320,7 +320,7 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 		_ = resp.Body.Close()
 		return nil, resp, err
 	}
-	c := newConn(nc, br, bw, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
+	c := newConn(nc, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
 	return c, resp, nil
 }
 

@@ -44,10 +44,16 @@
 // reported as a CloseError. A connection nobody reads answers no pings:
 // read in a loop, or call CloseRead.
 //
-// Every blocking call takes a context. A read whose context ends before a
-// message starts returns ctx.Err() and leaves the connection usable; a
-// write whose context ends after its first byte went out fails the
-// connection, since half a frame cannot be taken back.
+// Every blocking call takes a context, and a context that ends never
+// breaks the stream: a read whose context ends before a message starts
+// returns ctx.Err() and leaves the connection usable (halfway through a
+// message, the rest of that message is skipped); a write whose context ends
+// halfway through a frame returns ctx.Err() and the rest of the frame goes
+// out ahead of the next one. A Writer whose write fails closes the
+// connection, as its message could not be finished.
+//
+// NetConn wraps a Conn as a net.Conn with deadlines; it passes the
+// golang.org/x/net/nettest conformance suite.
 //
 // # Limits
 //
