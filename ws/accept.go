@@ -52,7 +52,9 @@ type AcceptOptions struct {
 	ReadLimit int64
 
 	// MaxFragments is the most frames one message may arrive in; more fail
-	// the connection with 1009. Zero means DefaultMaxFragments (65,536).
+	// the connection with 1009. Zero means one per 32 bytes of ReadLimit,
+	// at least 1,024 (32,768 for the default ReadLimit); negative means no
+	// limit.
 	// Negative means no limit.
 	MaxFragments int
 

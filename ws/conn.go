@@ -45,10 +45,14 @@ const (
 	// DefaultReadLimit is the largest message a Conn reads unless told
 	// otherwise: 1 MiB.
 	DefaultReadLimit = 1 << 20
-	// DefaultMaxFragments is the most frames one message may arrive in:
-	// 65,536, enough for 4 MiB in 64-byte fragments (Autobahn 9.3, 9.4),
-	// and a bound on the work a peer can cause with empty fragments.
-	DefaultMaxFragments = 1 << 16
+	// minMaxFragments is the floor of the default fragment limit, which is
+	// one frame per fragmentBytes of the read limit: 32,768 frames for the
+	// default 1 MiB. Frames cost no memory here, only the work of a header
+	// each, so the limit scales with the message size: a 4 MiB limit
+	// allows 4 MiB in 64-byte fragments (Autobahn 9.3 and 9.4 send 65,537
+	// frames), while a flood of empty fragments is cut off.
+	minMaxFragments = 1024
+	fragmentBytes   = 32
 	// DefaultCloseTimeout bounds the wait for the peer's close frame in Close.
 	DefaultCloseTimeout = 5 * time.Second
 	// DefaultBufferSize is the size of each connection's read and write
@@ -77,7 +81,7 @@ func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration
 	}
 	switch {
 	case cfg.maxFragments == 0:
-		cfg.maxFragments = DefaultMaxFragments
+		cfg.maxFragments = int(max(minMaxFragments, min(cfg.readLimit/fragmentBytes, math.MaxInt32)))
 	case cfg.maxFragments < 0:
 		cfg.maxFragments = math.MaxInt
 	}

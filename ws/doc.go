@@ -62,8 +62,9 @@
 //   - ReadLimit (default 1 MiB): a larger message fails the connection
 //     with 1009 Message Too Big before its payload is read, and the read
 //     returns an error wrapping ErrMessageTooBig that names the option.
-//   - MaxFragments (default 65,536): the frames one message may span; more
-//     close with 1009.
+//   - MaxFragments (default ReadLimit/32, at least 1,024): the frames one
+//     message may span; more close with 1009. Frames cost no memory, so
+//     this only bounds the work a flood of tiny fragments causes.
 //   - Control frames carry at most 125 bytes (RFC 6455 §5.5).
 //   - The handshake response is written within HandshakeTimeout; set
 //     http.Server.ReadHeaderTimeout to bound slow requests.

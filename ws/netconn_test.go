@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/duplexrt/duplex/ws"
 	"golang.org/x/net/nettest"
@@ -20,14 +19,14 @@ func TestNetConn(t *testing.T) {
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
 		accepted := make(chan *ws.Conn, 1)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := ws.Accept(w, r, &ws.AcceptOptions{CloseTimeout: 2 * time.Second})
+			c, err := ws.Accept(w, r, nil)
 			if err != nil {
 				return
 			}
 			accepted <- c
 		}))
 		ctx := context.Background()
-		client, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &ws.DialOptions{CloseTimeout: 2 * time.Second})
+		client, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 		if err != nil {
 			srv.Close()
 			return nil, nil, nil, err
