@@ -82,7 +82,8 @@ func validWireCode(c StatusCode) bool {
 // CloseError is the error a read or write returns once the peer has sent a
 // close frame: its code and reason. A close frame without a code yields
 // Code StatusNoStatusRcvd; a connection lost without a close frame yields
-// StatusAbnormalClosure wrapped around the network error.
+// an error that reads as Code StatusAbnormalClosure (1006) and wraps the
+// network error (io.ErrUnexpectedEOF for a plain disconnect).
 //
 // Use errors.As or CloseStatus to get it from a returned error.
 type CloseError struct {

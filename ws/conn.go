@@ -595,6 +595,7 @@ func (c *Conn) peerClosing(ce CloseError) error {
 	if c.client {
 		// The server closes the TCP connection first (RFC 6455 §7.1.1),
 		// which spares it the TIME_WAIT state; give it a moment to.
+		c.readWait.stop() // a context's late deadline must not cut this short
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		_, _ = c.br.Discard(c.br.Buffered())
 		_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<16))
@@ -644,15 +645,33 @@ func (c *Conn) readFailed(err error) error {
 			err = fmt.Errorf("ws: read from a closed connection: %w", net.ErrClosed)
 		default:
 			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("ws: connection lost without a close frame (1006): %w", io.ErrUnexpectedEOF)
-			} else {
-				err = fmt.Errorf("ws: connection lost without a close frame (1006): %w", err)
+				err = io.ErrUnexpectedEOF
 			}
+			err = &abnormalClosure{err}
 		}
 	}
 	c.closeConn()
 	c.readErr = err
 	return err
+}
+
+// abnormalClosure is a connection lost without a close frame: it wraps the
+// network error and reads as CloseError{Code: StatusAbnormalClosure} with
+// errors.As, as browsers report code 1006 for it.
+type abnormalClosure struct{ err error }
+
+func (e *abnormalClosure) Error() string {
+	return "ws: connection lost without a close frame (1006): " + e.err.Error()
+}
+
+func (e *abnormalClosure) Unwrap() error { return e.err }
+
+func (e *abnormalClosure) As(target any) bool {
+	if ce, ok := target.(*CloseError); ok {
+		*ce = CloseError{Code: StatusAbnormalClosure}
+		return true
+	}
+	return false
 }
 
 func isTimeout(err error) bool {
@@ -997,8 +1016,9 @@ func (c *Conn) deliverPong(p []byte) {
 // without a code; reason at most 123 bytes of UTF-8.
 //
 // Close returns nil once the handshake is complete, and an error if the peer
-// did not answer in time (the connection is closed all the same) or if the
-// connection was already closing.
+// did not answer in time (the connection is closed all the same). On a
+// connection already closing, Close waits for that close to finish (at most
+// the close timeout) and returns an error wrapping net.ErrClosed.
 func (c *Conn) Close(code StatusCode, reason string) error {
 	if err := checkCloseArgs(code, reason); err != nil {
 		return err
@@ -1008,6 +1028,13 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	c.closeSent = true
 	c.closeMu.Unlock()
 	if already {
+		// Let the close under way finish rather than cut it short.
+		t := time.NewTimer(c.cfg.closeTimeout)
+		defer t.Stop()
+		select {
+		case <-c.closed:
+		case <-t.C:
+		}
 		return fmt.Errorf("ws: close called on a connection already closing: %w", net.ErrClosed)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
@@ -1034,6 +1061,7 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 		// another), within bounds. A message half read through a Reader is
 		// left to its reader.
 		if !c.rd.inMessage {
+			c.readWait.stop() // a context's late deadline must not cut this short
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 			var kept int64
 			for c.readErr == nil {

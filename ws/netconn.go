@@ -89,10 +89,7 @@ func (nc *netConn) Write(p []byte) (int, error) {
 func (nc *netConn) Close() error {
 	err := nc.c.Close(StatusNormalClosure, "")
 	if errors.Is(err, net.ErrClosed) {
-		// Already closing: Close on a net.Conn is expected to be safe to
-		// repeat.
-		_ = nc.c.CloseNow()
-		return nil
+		return nil // closed already: net.Conn's Close may be repeated
 	}
 	return err
 }
