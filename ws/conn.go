@@ -1078,9 +1078,11 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 		c.readMu.unlock()
 		select {
 		case <-c.peerClosed:
+		case <-c.closed: // lost: no close frame will come
 		case <-ctx.Done():
 		}
 	case <-c.peerClosed:
+	case <-c.closed:
 	case <-ctx.Done():
 	}
 	select {
