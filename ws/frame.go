@@ -37,10 +37,6 @@ func (o opcode) String() string {
 	return fmt.Sprintf("reserved opcode 0x%x", byte(o))
 }
 
-// maxHeaderSize is the largest frame header: 2 bytes, an 8-byte extended
-// length and a 4-byte masking key.
-const maxHeaderSize = 14
-
 // maxControlPayload is the largest payload a control frame may carry
 // (RFC 6455 §5.5).
 const maxControlPayload = 125

@@ -45,8 +45,6 @@ func (v *utf8Validator) valid(p []byte) bool {
 // complete reports whether the input so far ends on a sequence boundary.
 func (v *utf8Validator) complete() bool { return v.need == 0 }
 
-func (v *utf8Validator) reset() { *v = utf8Validator{} }
-
 // step advances the validator by one byte.
 func (v *utf8Validator) step(c byte) bool {
 	if v.need > 0 {
