@@ -120,16 +120,22 @@ func TestConcurrentWrites(t *testing.T) {
 		}
 		verdict <- nil
 		_ = c.Write(ctx, ws.MessageText, []byte("done"))
+		_, _, _ = c.Read(ctx) // until the client closes
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	readDone := make(chan error, 1)
-	go func() { // reads the pongs, then the server's "done"
+	gotDone := make(chan error, 1)
+	readerDone := make(chan struct{})
+	go func() { // reads the pongs and the server's "done", until Close
+		defer close(readerDone)
 		_, p, err := c.Read(ctx)
 		if err == nil && string(p) != "done" {
 			err = fmt.Errorf("got %q", p)
 		}
-		readDone <- err
+		gotDone <- err
+		for err == nil {
+			_, _, err = c.Read(ctx)
+		}
 	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers+1)
@@ -183,12 +189,13 @@ func TestConcurrentWrites(t *testing.T) {
 	if err := <-verdict; err != nil {
 		t.Fatal(err)
 	}
-	if err := <-readDone; err != nil {
+	if err := <-gotDone; err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
 	}
+	<-readerDone
 }
 
 // A message streamed through a Writer leaves room for control frames: a
