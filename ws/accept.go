@@ -55,7 +55,6 @@ type AcceptOptions struct {
 	// the connection with 1009. Zero means one per 32 bytes of ReadLimit,
 	// at least 1,024 (32,768 for the default ReadLimit); negative means no
 	// limit.
-	// Negative means no limit.
 	MaxFragments int
 
 	// CloseTimeout bounds Close's wait for the peer's close frame. Zero
