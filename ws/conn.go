@@ -563,7 +563,15 @@ func (c *Conn) handleControl(h header) error {
 		if closing {
 			return nil // after our close frame we send nothing more
 		}
-		if err := c.writeControl(context.Background(), opPong, p); err != nil && !errors.Is(err, net.ErrClosed) {
+		// The pong waits for the write side, which a slow peer can hold
+		// up: bound it by the read's context, so that Read still returns
+		// when its context ends (the pong is then finished before the next
+		// frame we write).
+		ctx := c.readWait.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		if err := c.writeControl(ctx, opPong, p); err != nil && !errors.Is(err, net.ErrClosed) {
 			return err
 		}
 	case opPong:

@@ -499,3 +499,45 @@ func TestSteadyStateAllocs(t *testing.T) {
 		t.Errorf("%.1f allocations per echoed message, want 0", allocs)
 	}
 }
+
+// A Read whose context ends returns even while the pong it owes waits for
+// a write side held up by a peer that does not read.
+func TestReadContextWhilePongBlocked(t *testing.T) {
+	t.Parallel()
+	c, p := rawPair(t)
+	wctx, wcancel := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	go func() { // fills the socket buffers: the raw server reads nothing
+		defer close(writerDone)
+		big := make([]byte, 256<<10)
+		for c.Write(wctx, ws.MessageBinary, big) == nil {
+		}
+	}()
+	defer func() {
+		wcancel()
+		<-writerDone
+	}()
+	time.Sleep(100 * time.Millisecond)
+	p.send(fin(opPing, "answer me"))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Read(ctx)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Read: %v, want context.DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Read returned after %v", d)
+		}
+	case <-time.After(ioTimeout):
+		c.CloseNow()
+		<-done
+		t.Fatal("Read blocked past its context while the pong could not be written")
+	}
+}
