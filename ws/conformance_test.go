@@ -1209,6 +1209,25 @@ func TestConformanceLargeMessages(t *testing.T) {
 			p.expectMessage(opBin, big)
 			p.closeHandshake(1000)
 		}},
+		{name: "text/64KiB-1300B-fragments-chopped", script: func(p *peer) {
+			// Autobahn 10.1.1: a message auto-fragmented by the sender.
+			msg := bytes.Repeat([]byte("*"), 65536)
+			p.sendChopped(1000, fragmented(opText, msg, 1300)...)
+			p.expectMessage(opText, msg)
+			p.closeHandshake(1000)
+		}},
+		{name: "1000-small-messages", script: func(p *peer) {
+			// Autobahn 9.7 and 9.8: many small messages back to back.
+			var fs []frame
+			for i := range 1000 {
+				fs = append(fs, frame{b0: finBit | opBin, payload: fmt.Appendf(nil, "message %04d....", i)})
+			}
+			p.send(fs...)
+			for i := range 1000 {
+				p.expectMessage(opBin, fmt.Appendf(nil, "message %04d....", i))
+			}
+			p.closeHandshake(1000)
+		}},
 		{name: "binary/1MiB-over-default-limit", fail: ws.StatusMessageTooBig, script: func(p *peer) {
 			p.write(p.encode(frame{b0: finBit | opBin, payload: append(mib, 0)})[:14])
 			p.expectFail(ws.StatusMessageTooBig)
