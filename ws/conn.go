@@ -878,8 +878,12 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 	}
 	if op != opClose {
 		c.closeMu.Lock()
-		sent := c.closeSent
+		sent, pc := c.closeSent, c.peerClose
 		c.closeMu.Unlock()
+		if pc != nil {
+			// The peer's code and reason are what the caller wants to see.
+			return fmt.Errorf("ws: cannot write: the peer closed the connection (%w): %w", *pc, net.ErrClosed)
+		}
 		if sent {
 			return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 		}

@@ -332,6 +332,10 @@ func TestCloseHandshake(t *testing.T) {
 			if _, _, err := c.Read(context.Background()); ws.CloseStatus(err) != tc.code {
 				t.Errorf("second Read: %v, want the same CloseError", err)
 			}
+			err = c.Write(context.Background(), ws.MessageText, []byte("late"))
+			if ws.CloseStatus(err) != tc.code || !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Write after the peer closed: %v, want its CloseError and net.ErrClosed", err)
+			}
 		})
 	}
 }
