@@ -545,3 +545,36 @@ func TestReadContextWhilePongBlocked(t *testing.T) {
 		t.Fatal("Read blocked past its context while the pong could not be written")
 	}
 }
+
+// Shutdown closes open connections with 1001 Going Away, waits for their
+// handlers, and refuses new ones.
+func TestServerShutdown(t *testing.T) {
+	t.Parallel()
+	s := &ws.Server{Handle: func(ctx context.Context, c *ws.Conn) { _ = echo(ctx, c, false) }}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c, _, err := ws.Dial(context.Background(), wsURL(srv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	roundTrip(t, c, "before shutdown")
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := c.Read(context.Background())
+		readErr <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-readErr; ws.CloseStatus(err) != ws.StatusGoingAway {
+		t.Fatalf("client read %v, want 1001 Going Away", err)
+	}
+	_, resp, err := ws.Dial(context.Background(), wsURL(srv), nil)
+	var de *ws.DialError
+	if !errors.As(err, &de) || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("Dial after Shutdown: %v, want a DialError with 503", err)
+	}
+}
