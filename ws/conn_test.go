@@ -578,3 +578,33 @@ func TestServerShutdown(t *testing.T) {
 		t.Fatalf("Dial after Shutdown: %v, want a DialError with 503", err)
 	}
 }
+
+// A peer that never answers the close frame: Close gives up after
+// CloseTimeout, says so, and closes the connection.
+func TestCloseTimeout(t *testing.T) {
+	t.Parallel()
+	closed := make(chan error, 1)
+	srv := httptest.NewServer(&ws.Server{
+		Options: &ws.AcceptOptions{CloseTimeout: 100 * time.Millisecond},
+		Handle: func(ctx context.Context, c *ws.Conn) {
+			closed <- c.Close(ws.StatusGoingAway, "bye")
+		},
+	})
+	defer srv.Close()
+	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: true}
+	p.clientHandshake(srv.Listener.Addr().String())
+	p.expectClose(ws.StatusGoingAway)
+	start := time.Now()
+	p.expectTCPClose() // without answering
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("connection closed after %v, want about the 100ms CloseTimeout", d)
+	}
+	if err := <-closed; err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("Close: %v, want an error saying the peer did not answer", err)
+	}
+}
