@@ -1119,6 +1119,8 @@ func (c *Conn) closeConn() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		close(c.closed)
+		c.readWait.release()
+		c.writeWait.release()
 	})
 }
 
@@ -1183,12 +1185,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 type ctxWatch struct {
 	set func(time.Time) error
 
-	ctx    context.Context // the registered context; only the owner uses it
-	cancel func() bool     // stops the context.AfterFunc
+	ctx context.Context // the registered context; only the owner uses it
 
-	mu    sync.Mutex
-	gen   uint64 // registration number; a late callback of an older one does nothing
-	fired bool   // the deadline was set in the past for ctx
+	mu       sync.Mutex
+	cancel   func() bool // stops the context.AfterFunc
+	gen      uint64      // registration number; a late callback of an older one does nothing
+	fired    bool        // the deadline was set in the past for ctx
+	released bool        // the connection is closed: register nothing more
 }
 
 // start prepares for an operation under ctx. It returns ctx's error if ctx
@@ -1206,14 +1209,16 @@ func (w *ctxWatch) start(ctx context.Context) error {
 		return nil
 	}
 	w.stop()
-	w.ctx = nil
 	if ctx.Done() == nil {
 		return nil
 	}
-	w.ctx = ctx
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.released {
+		return nil // the connection is closed; the operation fails on its own
+	}
+	w.ctx = ctx
 	gen := w.gen
-	w.mu.Unlock()
 	w.cancel = context.AfterFunc(ctx, func() { w.fire(gen) })
 	return nil
 }
@@ -1232,19 +1237,33 @@ func (w *ctxWatch) fire(gen uint64) {
 
 // stop forgets the current context, undoing its deadline if it fired.
 func (w *ctxWatch) stop() {
+	w.ctx = nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.cancel == nil {
 		return
 	}
 	w.cancel()
 	w.cancel = nil
-	w.ctx = nil
-	w.mu.Lock()
 	w.gen++
 	if w.fired {
 		w.fired = false
 		_ = w.set(time.Time{})
 	}
-	w.mu.Unlock()
+}
+
+// release drops the registration for good when the connection closes, from
+// any goroutine. Without it a long-lived context (an application's root
+// context, passed to every Read) would keep every closed Conn reachable.
+func (w *ctxWatch) release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.released = true
+	if w.cancel != nil {
+		w.cancel()
+		w.cancel = nil
+	}
+	w.gen++
 }
 
 // explain replaces a deadline error caused by ctx with ctx's error, and

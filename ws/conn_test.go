@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -607,4 +608,39 @@ func TestCloseTimeout(t *testing.T) {
 	if err := <-closed; err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Fatalf("Close: %v, want an error saying the peer did not answer", err)
 	}
+}
+
+// A closed Conn is not kept alive by a long-lived context its reads and
+// writes used: their registrations with the context end with the Conn.
+func TestClosedConnReleasesContext(t *testing.T) {
+	t.Parallel()
+	srv := echoServer(t, nil)
+	appCtx, cancel := context.WithCancel(context.Background()) // lives on
+	defer cancel()
+	collected := make(chan struct{})
+	func() {
+		c, _, err := ws.Dial(context.Background(), wsURL(srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(appCtx, ws.MessageText, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Read(appCtx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
+			t.Fatal(err)
+		}
+		runtime.SetFinalizer(c, func(*ws.Conn) { close(collected) })
+	}()
+	for range 50 {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("a closed Conn is still reachable from the context it read and wrote with")
 }
