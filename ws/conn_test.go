@@ -426,6 +426,19 @@ func TestReadContextCancel(t *testing.T) {
 	cancel()
 	p.write(msg[1:])
 	readExpect(t, c, strings.Repeat("h", 300))
+
+	// Halfway through a payload: that message is given up, as documented,
+	// and the next one is read.
+	msg = p.encode(text(strings.Repeat("p", 300)))
+	p.write(msg[:100])
+	ctx, cancel = short()
+	if _, _, err := c.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read during half a payload: %v", err)
+	}
+	cancel()
+	p.write(msg[100:])
+	p.send(text("after the cut"))
+	readExpect(t, c, "after the cut")
 }
 
 func readExpect(t *testing.T, c *ws.Conn, want string) {
