@@ -100,6 +100,14 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 10 * time.Second
 	}
+	for i, p := range o.OriginPatterns {
+		// A malformed pattern would silently match nothing and refuse
+		// every browser: say so instead.
+		if _, err := path.Match(p, ""); err != nil {
+			http.Error(w, "WebSocket endpoint misconfigured", http.StatusInternalServerError)
+			return nil, fmt.Errorf("ws: AcceptOptions.OriginPatterns[%d] %q is not a valid path.Match pattern: %w", i, p, err)
+		}
+	}
 	if herr := checkRequest(r, &o); herr != nil {
 		h := w.Header()
 		if herr.Status == http.StatusUpgradeRequired {

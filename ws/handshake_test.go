@@ -593,3 +593,22 @@ func TestDialServerHangsUp(t *testing.T) {
 		t.Fatalf("Dial: %v, want an error about reading the response", err)
 	}
 }
+
+// A malformed origin pattern is a server error that names the option, not a
+// silent refusal of every browser.
+func TestAcceptBadOriginPattern(t *testing.T) {
+	t.Parallel()
+	errc := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := ws.Accept(w, r, &ws.AcceptOptions{OriginPatterns: []string{"example.com", "[bad"}})
+		errc <- err
+	}))
+	defer srv.Close()
+	_, resp, _ := ws.Dial(context.Background(), wsURL(srv), nil)
+	if resp == nil || resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("response %v, want 500", resp)
+	}
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "OriginPatterns[1]") {
+		t.Fatalf("Accept: %v, want an error naming OriginPatterns[1]", err)
+	}
+}
