@@ -126,8 +126,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	c, resp, err := handshake(ctx, nc, u, &o)
 	if !stop() || err != nil {
 		_ = nc.Close()
-		if err == nil || isTimeout(err) {
-			err = fmt.Errorf("ws: dial %s: handshake: %w", u.Redacted(), context.Cause(ctx))
+		// A deadline error here is ours, set when ctx ended: report ctx's
+		// cause instead (unless the deadline came from elsewhere).
+		if cause := context.Cause(ctx); cause != nil && (err == nil || isTimeout(err)) {
+			err = fmt.Errorf("ws: dial %s: handshake: %w", u.Redacted(), cause)
 		}
 		return nil, resp, err
 	}
