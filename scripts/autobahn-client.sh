@@ -12,7 +12,7 @@ go build -o "$bin" ./cmd/duplex
 count=$("$bin" connect "$AUTOBAHN/getCaseCount" </dev/null 2>/dev/null | head -n1)
 echo "cases: $count"
 for ((i = 1; i <= count; i++)); do
-  timeout 120 "$bin" connect --echo "$AUTOBAHN/runCase?case=$i&agent=$AGENT" >/dev/null 2>&1 || true
+  timeout 120 "$bin" connect --echo --deflate "$AUTOBAHN/runCase?case=$i&agent=$AGENT" >/dev/null 2>&1 || true
 done
 "$bin" connect "$AUTOBAHN/updateReports?agent=$AGENT" </dev/null >/dev/null 2>&1 || true
 echo "reports written by the fuzzingserver"

@@ -40,6 +40,11 @@ type AcceptOptions struct {
 	// auth, such as a token in the first message.
 	InsecureSkipOriginCheck bool
 
+	// Compression accepts permessage-deflate (RFC 7692) offers with these
+	// settings; nil declines them. See Compression for the memory each
+	// compressed connection costs.
+	Compression *Compression
+
 	// HandshakeTimeout bounds the writing of the handshake response.
 	// Zero means 10 seconds. The request itself is read by net/http: set
 	// http.Server.ReadHeaderTimeout against slow clients.
@@ -108,6 +113,11 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 			return nil, fmt.Errorf("ws: AcceptOptions.OriginPatterns[%d] %q is not a valid path.Match pattern: %w", i, p, err)
 		}
 	}
+	if err := o.Compression.check(); err != nil {
+		err = fmt.Errorf("%w (in AcceptOptions.Compression)", err)
+		http.Error(w, "server misconfigured", http.StatusInternalServerError)
+		return nil, err
+	}
 	if herr := checkRequest(r, &o); herr != nil {
 		h := w.Header()
 		if herr.Status == http.StatusUpgradeRequired {
@@ -122,6 +132,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, herr
 	}
 	subprotocol := selectSubprotocol(r, o.Subprotocols)
+	deflate, compress := acceptDeflate(r.Header, o.Compression)
 
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -150,6 +161,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
 		resp = append(resp, subprotocol...)
 	}
+	if compress {
+		resp = append(resp, "\r\nSec-WebSocket-Extensions: "...)
+		resp = append(resp, deflate.String()...)
+	}
 	resp = append(resp, "\r\n\r\n"...)
 	_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
 	if _, err := nc.Write(resp); err != nil {
@@ -159,6 +174,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	_ = nc.SetWriteDeadline(time.Time{})
 
 	c := newConn(src, br, false, subprotocol, cfg)
+	if compress {
+		c.deflate = newDeflateState(deflate, false, o.Compression)
+		c.extensions = deflate.String()
+	}
 	return c, nil
 }
 

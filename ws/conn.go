@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // MessageType is the type of a data message (RFC 6455 §5.6).
@@ -146,6 +148,10 @@ type Conn struct {
 	pings   map[uint64]chan<- struct{}
 	pingSeq atomic.Uint64
 
+	// permessage-deflate, when negotiated (nil otherwise).
+	deflate    *deflateState
+	extensions string // the Sec-WebSocket-Extensions answer
+
 	// Closing.
 	closeMu    sync.Mutex
 	closeSent  bool        // a close frame went out
@@ -166,6 +172,11 @@ type messageState struct {
 	size      int64  // payload bytes of the message so far (headers seen)
 	fragments int
 	utf8      utf8Validator
+
+	compressed    bool  // RSV1 was set: the payload is deflated
+	inflating     bool  // a compressed message's data is not all out yet
+	inflated      int64 // bytes inflated so far
+	inflateBroken bool  // the decompressor failed; the rest cannot be inflated
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
@@ -198,6 +209,11 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 
 // Subprotocol returns the subprotocol chosen in the handshake, or "" if none.
 func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// Extensions returns the Sec-WebSocket-Extensions value the handshake
+// settled on, such as "permessage-deflate; client_max_window_bits=15", or
+// "" if none (the browser's WebSocket.extensions).
+func (c *Conn) Extensions() string { return c.extensions }
 
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
@@ -251,12 +267,19 @@ func (c *Conn) readMessage(dst []byte) (MessageType, []byte, error) {
 	}
 	typ := c.rd.typ
 	for {
-		if c.rd.remaining > 0 {
+		switch {
+		case c.rd.compressed:
+			// The inflated size is unknown: grow as it comes, within the
+			// read limit that readData enforces.
+			if cap(dst)-len(dst) < 512 {
+				dst = slices.Grow(dst, min(max(4096, len(dst)), 1<<20))
+			}
+		case c.rd.remaining > 0:
 			// Grow dst by at most what the frame still holds, in steps that
 			// keep a peer from making us allocate the whole frame up front.
 			dst = slices.Grow(dst, int(min(c.rd.remaining, 1<<20)))
 		}
-		n, err := c.readPayload(dst[len(dst):cap(dst)])
+		n, err := c.readData(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if err == io.EOF {
 			return typ, dst, nil
@@ -335,7 +358,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	if err := c.readWait.start(r.ctx); err != nil {
 		return 0, err
 	}
-	n, err := c.readPayload(p)
+	n, err := c.readData(p)
 	if err == io.EOF {
 		r.done = true
 	} else if err != nil {
@@ -349,6 +372,11 @@ func (r *messageReader) Read(p []byte) (int, error) {
 func (c *Conn) nextMessage() error {
 	if c.readErr != nil {
 		return c.readErr
+	}
+	if c.rd.inflating {
+		if err := c.skipCompressed(); err != nil {
+			return err
+		}
 	}
 	for c.rd.inMessage {
 		if _, err := c.readPayload(nil); err != nil && err != io.EOF {
@@ -367,16 +395,33 @@ func (c *Conn) nextMessage() error {
 	if h.opcode == opContinuation {
 		return c.fail(protocolErrorf("continuation frame without a message to continue"))
 	}
-	c.rd = messageState{inMessage: true, typ: MessageType(h.opcode), fragments: 1}
+	c.rd = messageState{inMessage: true, typ: MessageType(h.opcode), fragments: 1, compressed: h.rsv1}
 	c.msgSeq++
-	return c.beginFrame(h)
+	if err := c.beginFrame(h); err != nil {
+		return err
+	}
+	if c.rd.compressed {
+		var dict []byte
+		if c.deflate.recvTakeover {
+			dict = c.deflate.recvHist
+		}
+		c.deflate.in.start(c, dict)
+		c.rd.inflating = true
+	}
+	return nil
 }
 
 // beginFrame takes a data frame's header as the reader's current frame.
 func (c *Conn) beginFrame(h header) error {
 	// Compared this way round, a length near 2⁶³ cannot overflow the sum
 	// past the limit (size never exceeds the limit).
-	if h.length > c.cfg.readLimit-c.rd.size {
+	limit := c.cfg.readLimit
+	if c.rd.compressed && limit < math.MaxInt64/2 {
+		// Deflate can grow incompressible data a little; the inflated size
+		// is held to the limit itself in readData.
+		limit += limit/16 + 1024
+	}
+	if h.length > limit-c.rd.size {
 		total := c.rd.size + h.length
 		if total < 0 {
 			total = math.MaxInt64
@@ -401,7 +446,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	}
 	for c.rd.remaining == 0 {
 		if c.rd.fin {
-			if c.rd.typ == MessageText && !c.rd.utf8.complete() {
+			if c.rd.typ == MessageText && !c.rd.compressed && !c.rd.utf8.complete() {
 				return 0, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message ends inside a UTF-8 sequence"})
 			}
 			c.rd.inMessage = false
@@ -433,13 +478,116 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	if c.rd.masked {
 		c.rd.key = mask(p[:n], c.rd.key)
 	}
-	if c.rd.typ == MessageText && !c.rd.utf8.valid(p[:n]) {
+	if c.rd.typ == MessageText && !c.rd.compressed && !c.rd.utf8.valid(p[:n]) {
 		return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message is not valid UTF-8"})
 	}
 	if err != nil {
 		return n, c.readFailed(err)
 	}
 	return n, nil
+}
+
+// readData reads the current message's data into p: its payload, inflated
+// if the message is compressed (RFC 7692 §7.2.2). It returns io.EOF at the
+// message's end. Text is checked for UTF-8 after inflation, and the
+// inflated size is held to the read limit, so a compression bomb is cut
+// off before it is inflated in full.
+func (c *Conn) readData(p []byte) (int, error) {
+	if !c.rd.compressed {
+		return c.readPayload(p)
+	}
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	if c.rd.inflateBroken {
+		return 0, errors.New("ws: the rest of this compressed message was lost to an earlier error")
+	}
+	if !c.rd.inflating {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	in := &c.deflate.in
+	n, err := in.fr.Read(p)
+	if n > 0 {
+		c.rd.inflated += int64(n)
+		if c.rd.inflated > c.cfg.readLimit {
+			in.release()
+			return 0, c.fail(tooBigError("compressed message inflates to more than the read limit of %d bytes; raise %s.ReadLimit", c.cfg.readLimit, c.optionsName()))
+		}
+		if c.rd.typ == MessageText && !c.rd.utf8.valid(p[:n]) {
+			in.release()
+			return 0, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message is not valid UTF-8"})
+		}
+		if c.deflate.recvTakeover {
+			c.deflate.recvHist = appendWindow(c.deflate.recvHist, p[:n], 1<<c.deflate.recvBits)
+		}
+	}
+	switch {
+	case err == nil:
+		return n, nil
+	case err == io.EOF:
+		in.release()
+		if !in.done || in.tail != len(deflateTail) {
+			return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "compressed data ends before the message does"})
+		}
+		if c.rd.typ == MessageText && !c.rd.utf8.complete() {
+			return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message ends inside a UTF-8 sequence"})
+		}
+		c.rd.inflating = false
+		return n, io.EOF
+	}
+	in.release()
+	c.rd.inflateBroken, c.rd.inflating = true, false
+	if c.readErr != nil {
+		return n, c.readErr // the frame layer failed: its error says why
+	}
+	if isTimeout(err) {
+		if c.deflate.recvTakeover {
+			// The decompressor cannot resume, and with context takeover
+			// every later message depends on this one's data.
+			c.abort(StatusInternalError, "read interrupted inside a compressed message")
+			c.readErr = fmt.Errorf("ws: a read was interrupted inside a compressed message, which context takeover cannot skip; connection closed: %w", err)
+		}
+		return n, err
+	}
+	return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "compressed data is corrupt: " + err.Error()})
+}
+
+// skipCompressed finishes a compressed message nobody reads to its end:
+// with context takeover its data must still be inflated into the history.
+func (c *Conn) skipCompressed() error {
+	if !c.rd.inflateBroken && c.deflate.recvTakeover {
+		var scratch [512]byte
+		for {
+			_, err := c.readData(scratch[:])
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	c.deflate.in.release()
+	c.rd.inflating = false
+	return nil
+}
+
+// abort closes the connection with a close frame sent without waiting,
+// for failures that are not the peer's fault.
+func (c *Conn) abort(code StatusCode, reason string) {
+	c.closeMu.Lock()
+	sent := c.closeSent
+	c.closeSent = true
+	c.closeMu.Unlock()
+	if !sent {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = c.writeControl(ctx, opClose, appendClosePayload(nil, code, reason))
+		cancel()
+	}
+	c.closeConn()
 }
 
 // optionsName names the options struct that configured c, for errors that
@@ -517,8 +665,17 @@ func (c *Conn) readHeader() (header, error) {
 // checkHeader applies the rules of RFC 6455 §5.2–5.5 that a header breaks
 // on its own, given which side we are.
 func (c *Conn) checkHeader(h header) error {
-	if h.rsv1 || h.rsv2 || h.rsv3 {
-		return protocolErrorf("reserved bits set in a %v frame header with no extension negotiated", h.opcode)
+	if h.rsv2 || h.rsv3 {
+		return protocolErrorf("reserved bits RSV2/RSV3 set in a %v frame header with no extension negotiated", h.opcode)
+	}
+	if h.rsv1 {
+		switch {
+		case c.deflate == nil:
+			return protocolErrorf("reserved bit RSV1 set in a %v frame header with no extension negotiated", h.opcode)
+		case h.opcode != opText && h.opcode != opBinary:
+			// RFC 7692 §6: only a message's first frame says it is compressed.
+			return protocolErrorf("RSV1 set on a %v frame; permessage-deflate allows it only on a message's first frame", h.opcode)
+		}
 	}
 	switch h.opcode {
 	case opContinuation, opText, opBinary, opClose, opPing, opPong:
@@ -732,6 +889,10 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
+	if d := c.deflate; d != nil && d.shouldCompress(len(p)) {
+		_, err := c.writeFrameRSV(ctx, true, true, op, d.compress(p), func() { d.commit(p) })
+		return err
+	}
 	return c.writeFrame(ctx, true, op, p)
 }
 
@@ -759,7 +920,19 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 		return nil, c.lockError(err)
 	}
 	bp := c.fragBufs.Get().(*[]byte)
-	return &messageWriter{c: c, ctx: ctx, op: op, buf: (*bp)[:0], bp: bp}, nil
+	w := &messageWriter{c: c, ctx: ctx, op: op, buf: (*bp)[:0], bp: bp}
+	if d := c.deflate; d != nil {
+		// A streamed message is compressed as it comes, whatever its size:
+		// the compressor's output fills the frames.
+		w.fw = getWriter(d.level, d.sendBits)
+		var dict []byte
+		if d.sendTakeover {
+			dict = d.sendHist
+		}
+		w.out.b = w.buf
+		w.fw.ResetDict(&w.out, dict)
+	}
+	return w, nil
 }
 
 // messageWriter streams one message, a frame per buffer-full.
@@ -771,6 +944,9 @@ type messageWriter struct {
 	bp     *[]byte
 	closed bool
 	err    error
+
+	fw  *flate.Writer // compressing, when deflate is negotiated
+	out appendWriter  // the compressor's output, on buf
 }
 
 func (w *messageWriter) Write(p []byte) (int, error) {
@@ -779,6 +955,9 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.fw != nil {
+		return w.writeCompressed(p)
 	}
 	n := 0
 	for len(p) > 0 {
@@ -806,12 +985,27 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeCompressed feeds p to the compressor and sends its output a
+// buffer-full at a time.
+func (w *messageWriter) writeCompressed(p []byte) (int, error) {
+	_, _ = w.fw.Write(p) // appendWriter never fails
+	w.c.deflate.commit(p)
+	if len(w.out.b) >= cap(w.buf) {
+		if err := w.flush(w.out.b, false); err != nil {
+			return 0, err
+		}
+		w.out.b = w.out.b[:0]
+	}
+	return len(p), nil
+}
+
 func (w *messageWriter) flush(p []byte, fin bool) error {
 	if err := w.ctx.Err(); err != nil && w.op != opContinuation {
 		w.err = err // nothing of the message is on the wire yet
 		return err
 	}
-	err := w.c.writeFrame(w.ctx, fin, w.op, p)
+	rsv1 := w.fw != nil && w.op != opContinuation
+	_, err := w.c.writeFrameRSV(w.ctx, fin, rsv1, w.op, p, nil)
 	w.op = opContinuation
 	if err != nil {
 		// Part of the message may be on the wire, and the peer would take
@@ -831,7 +1025,18 @@ func (w *messageWriter) Close() error {
 	}
 	w.closed = true
 	err := w.err
-	if err == nil {
+	if w.fw != nil {
+		if err == nil {
+			_ = w.fw.Flush()
+			err = w.flush(bytes.TrimSuffix(w.out.b, deflateTail[:4]), true)
+		}
+		putWriter(w.fw, w.c.deflate.level, w.c.deflate.sendBits)
+		w.fw = nil
+		if cap(w.out.b) <= cap(w.buf) {
+			w.buf = w.out.b
+		}
+		w.out.b = nil
+	} else if err == nil {
 		err = w.flush(w.buf, true)
 	}
 	*w.bp = w.buf[:0]
@@ -869,12 +1074,21 @@ func (c *Conn) writeControl(ctx context.Context, op opcode, p []byte) error {
 // kept and sent before any later frame, so the stream stays in step and the
 // connection usable. Any other write error fails the connection.
 func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) error {
+	_, err := c.writeFrameRSV(ctx, fin, false, op, p, nil)
+	return err
+}
+
+// writeFrameRSV is writeFrame with RSV1 (a compressed message's first
+// frame). It reports whether the frame went out, or is owed; if so, and
+// sent is not nil, it calls sent before it lets the next frame go, so that
+// compression history follows the order of the wire.
+func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p []byte, sent func()) (bool, error) {
 	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
-		return c.lockError(err)
+		return false, c.lockError(err)
 	}
 	defer c.writeFrameMu.unlock()
 	if c.writeErr != nil {
-		return c.writeErr
+		return false, c.writeErr
 	}
 	if op != opClose {
 		c.closeMu.Lock()
@@ -882,15 +1096,23 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 		c.closeMu.Unlock()
 		if pc != nil {
 			// The peer's code and reason are what the caller wants to see.
-			return fmt.Errorf("ws: cannot write: the peer closed the connection (%w): %w", *pc, net.ErrClosed)
+			return false, fmt.Errorf("ws: cannot write: the peer closed the connection (%w): %w", *pc, net.ErrClosed)
 		}
 		if sent {
-			return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
+			return false, fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 		}
 	}
 	if err := c.writeWait.start(ctx); err != nil {
-		return err
+		return false, err
 	}
+	if sent != nil {
+		// From here on the frame is on the wire or owed.
+		defer sent()
+	}
+	return true, c.writeFrameLocked(ctx, fin, rsv1, op, p)
+}
+
+func (c *Conn) writeFrameLocked(ctx context.Context, fin, rsv1 bool, op opcode, p []byte) error {
 	if len(c.owed) > 0 {
 		n, err := c.nc.Write(c.owed)
 		c.owed = c.owed[n:]
@@ -899,7 +1121,7 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 		}
 		c.owed = nil
 	}
-	h := header{fin: fin, opcode: op, masked: c.client, length: int64(len(p))}
+	h := header{fin: fin, rsv1: rsv1, opcode: op, masked: c.client, length: int64(len(p))}
 	if c.client {
 		h.key = uint32(c.rng.Uint64())
 	}

@@ -27,6 +27,11 @@ type DialOptions struct {
 	// Subprotocols lists the subprotocols to offer, most preferred first.
 	Subprotocols []string
 
+	// Compression offers permessage-deflate (RFC 7692) with these
+	// settings; nil offers nothing. Conn.Extensions tells whether the
+	// server accepted.
+	Compression *Compression
+
 	// NetDialContext dials the TCP connection (to the proxy, if one is
 	// used). Nil means a net.Dialer with a 30-second keep-alive.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -85,6 +90,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 30 * time.Second
+	}
+	if err := o.Compression.check(); err != nil {
+		return nil, nil, fmt.Errorf("%w (in DialOptions.Compression)", err)
 	}
 	if o.Proxy == nil {
 		o.Proxy = http.ProxyFromEnvironment
@@ -291,6 +299,12 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	req.Header.Set("Sec-WebSocket-Version", "13")
 	req.Header.Del("Sec-WebSocket-Extensions")
 	req.Header.Del("Sec-WebSocket-Protocol")
+	var offer *deflateParams
+	if o.Compression != nil {
+		p := offerDeflate(o.Compression)
+		offer = &p
+		req.Header.Set("Sec-WebSocket-Extensions", p.String())
+	}
 	if len(o.Subprotocols) > 0 {
 		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(o.Subprotocols, ", "))
 	}
@@ -314,21 +328,29 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	if err != nil {
 		return nil, nil, fmt.Errorf("ws: dial %s: reading the response: %w", u.Redacted(), err)
 	}
-	if err := checkResponse(resp, key, o.Subprotocols); err != nil {
+	params, derr := checkResponse(resp, key, o.Subprotocols, offer)
+	if derr != nil {
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			err.Body = body
+			derr.Body = body
 		}
 		_ = resp.Body.Close()
-		return nil, resp, err
+		return nil, resp, derr
 	}
 	c := newConn(nc, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
+	if params != nil {
+		c.deflate = newDeflateState(*params, true, o.Compression)
+		c.extensions = params.String()
+	}
 	return c, resp, nil
 }
 
-func checkResponse(resp *http.Response, key string, offered []string) *DialError {
-	fail := func(format string, args ...any) *DialError {
-		return &DialError{StatusCode: resp.StatusCode, Header: resp.Header, Reason: fmt.Sprintf(format, args...)}
+// checkResponse checks the server's answer to the handshake. With a
+// permessage-deflate offer, it returns the negotiated parameters, or nil
+// if the server declined.
+func checkResponse(resp *http.Response, key string, offered []string, offer *deflateParams) (*deflateParams, *DialError) {
+	fail := func(format string, args ...any) (*deflateParams, *DialError) {
+		return nil, &DialError{StatusCode: resp.StatusCode, Header: resp.Header, Reason: fmt.Sprintf(format, args...)}
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return fail("server answered %s instead of 101 Switching Protocols", resp.Status)
@@ -342,8 +364,19 @@ func checkResponse(resp *http.Response, key string, offered []string) *DialError
 	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), acceptKey(key); got != want {
 		return fail("Sec-WebSocket-Accept is %q, want %q", got, want)
 	}
-	if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
-		return fail("server chose extensions %q that were not offered", strings.Join(ext, ", "))
+	var params *deflateParams
+	if offer == nil {
+		if ext := resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
+			return fail("server chose extensions %q that were not offered", strings.Join(ext, ", "))
+		}
+	} else {
+		p, ok, err := checkDeflateResponse(resp.Header, *offer)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if ok {
+			params = &p
+		}
 	}
 	protos := resp.Header.Values("Sec-WebSocket-Protocol")
 	switch {
@@ -352,5 +385,5 @@ func checkResponse(resp *http.Response, key string, offered []string) *DialError
 	case len(protos) == 1 && !slices.Contains(offered, protos[0]):
 		return fail("server chose subprotocol %q, which was not offered", protos[0])
 	}
-	return nil
+	return params, nil
 }

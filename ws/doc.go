@@ -92,9 +92,34 @@
 //
 // # Compatibility
 //
+// Behind a reverse proxy, forward the Upgrade and Connection headers and
+// the client's Host header with its port (nginx: proxy_http_version 1.1,
+// proxy_set_header Upgrade $http_upgrade, Connection "upgrade", Host
+// $http_host — $host drops the port, and the same-origin check then
+// refuses browsers on a non-default port).
+//
 // Accept needs an HTTP/1.1 connection it can take over (hijack). HTTP/2
 // requests get an error; browsers fall back to HTTP/1.1 for WebSockets
 // unless the server advertises RFC 8441, which this package does not do
-// yet. Extensions are not negotiated yet: offers of permessage-deflate are
-// ignored, which every client must accept (RFC 6455 §9.1).
+// yet.
+//
+// # Compression
+//
+// permessage-deflate (RFC 7692) is negotiated when both sides' options set
+// Compression (a nil Compression offers and accepts nothing), with all four
+// parameters: server_no_context_takeover, client_no_context_takeover,
+// server_max_window_bits and client_max_window_bits. A window smaller than
+// 15 bits is honoured for real: every message is compressed with a window of
+// that size, so the peer can inflate it with that much history. Several
+// offers are tried in the client's order; an offer with an unknown,
+// repeated or out-of-range parameter is declined, and a client fails the
+// handshake if the server's answer is malformed or not what it offered.
+//
+// Messages shorter than Compression.Threshold (128 bytes by default) are
+// sent as they are. Compressors and decompressors are pooled and borrowed
+// for one message; with context takeover a connection keeps only the last
+// 2^bits bytes it sent and received (32 KiB each at 15 bits), not a
+// compressor. The read limit applies to the inflated size, so a
+// compression bomb fails the connection with 1009 before it is inflated in
+// full.
 package ws

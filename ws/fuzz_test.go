@@ -394,7 +394,7 @@ func FuzzAcceptRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Accept wrote a response that does not parse: %v\n%s", err, rec.nc.out.Bytes())
 		}
-		if derr := checkResponse(resp, req.Header.Get("Sec-WebSocket-Key"), headerTokens(req.Header, "Sec-WebSocket-Protocol")); derr != nil {
+		if _, derr := checkResponse(resp, req.Header.Get("Sec-WebSocket-Key"), headerTokens(req.Header, "Sec-WebSocket-Protocol"), nil); derr != nil {
 			t.Fatalf("our own client refuses our answer: %v\n%s", derr, rec.nc.out.Bytes())
 		}
 	})
@@ -417,7 +417,7 @@ func FuzzCheckResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		derr := checkResponse(resp, key, offered)
+		_, derr := checkResponse(resp, key, offered, nil)
 		if derr != nil {
 			if derr.StatusCode != resp.StatusCode || derr.Reason == "" {
 				t.Fatalf("DialError %+v for status %d", derr, resp.StatusCode)

@@ -45,6 +45,7 @@ type connectConfig struct {
 	insecure     bool
 	binary       bool
 	echo         bool
+	deflate      bool
 	maxMessage   int64
 	timeout      time.Duration
 }
@@ -63,6 +64,7 @@ func connectCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate")
 	fs.BoolVar(&cfg.binary, "binary", false, "send input lines as binary messages")
 	fs.BoolVar(&cfg.echo, "echo", false, "send every received message back; exit when the server closes")
+	fs.BoolVar(&cfg.deflate, "deflate", false, "offer permessage-deflate compression")
 	fs.Int64Var(&cfg.maxMessage, "max-message", 64<<20, "largest message in `bytes` to accept; larger ones close with 1009")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "handshake timeout")
 	rest, err := parseFlags(fs, args)
@@ -96,6 +98,9 @@ func connect(ctx context.Context, cfg connectConfig, stdin io.Reader, stdout, st
 	if cfg.origin != "" {
 		opts.Header.Set("Origin", cfg.origin)
 	}
+	if cfg.deflate {
+		opts.Compression = &ws.Compression{}
+	}
 	if cfg.insecure {
 		opts.TLSConfig = &tls.Config{InsecureSkipVerify: true}
 	}
@@ -109,6 +114,9 @@ func connect(ctx context.Context, cfg connectConfig, stdin io.Reader, stdout, st
 	}
 	if p := c.Subprotocol(); p != "" {
 		fmt.Fprintf(stderr, "connected, subprotocol %q\n", p)
+	}
+	if e := c.Extensions(); e != "" {
+		fmt.Fprintf(stderr, "connected, extensions %q\n", e)
 	}
 	if cfg.echo {
 		return echoLoop(ctx, c, stderr)

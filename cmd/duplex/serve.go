@@ -21,7 +21,8 @@ import (
 const serveUsage = `Usage: duplex serve [flags]
 
 Runs a WebSocket server on one port:
-  /ws/echo   every message comes back unchanged (text as text, binary as binary)
+  /ws/echo   every message comes back unchanged (text as text, binary as binary);
+             permessage-deflate is negotiated when the client offers it
   /healthz   200 "ok" while serving, 503 while shutting down
 
 On SIGINT or SIGTERM it stops accepting, closes WebSockets with 1001 Going
@@ -36,6 +37,7 @@ type serveConfig struct {
 	tlsKey     string
 	origins    multiFlag
 	maxMessage int64
+	noDeflate  bool
 	drain      time.Duration
 	logLevel   string
 	logFormat  string
@@ -54,6 +56,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.Var(&cfg.origins, "origin", "browser Origin `pattern` allowed besides the server's own host, e.g. 'https://*.example.com' or 'localhost:*' (repeatable)")
 	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo; larger ones close with 1009")
+	fs.BoolVar(&cfg.noDeflate, "no-deflate", false, "do not negotiate permessage-deflate compression")
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
@@ -156,11 +159,16 @@ type server struct {
 
 func newServer(cfg serveConfig, log *slog.Logger) *server {
 	s := &server{mux: http.NewServeMux(), log: log}
+	var compression *ws.Compression
+	if !cfg.noDeflate {
+		compression = &ws.Compression{}
+	}
 	s.echo = &ws.Server{
 		Handle: s.handleEcho,
 		Options: &ws.AcceptOptions{
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
+			Compression:    compression,
 		},
 	}
 	s.mux.Handle("GET /ws/echo", s.echo)
