@@ -233,4 +233,4 @@ func (in *inflater) Read(p []byte) (int, error) {
 type emptyReader struct{}
 
 func (emptyReader) Read([]byte) (int, error) { return 0, io.EOF }
-func (emptyReader) ReadByte() (byte, error) { return 0, io.EOF }
+func (emptyReader) ReadByte() (byte, error)  { return 0, io.EOF }
