@@ -185,14 +185,14 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 		client:       client,
 		subprotocol:  subprotocol,
 		cfg:          cfg,
-		readMu:       make(semaphore, 1),
 		br:           br,
-		writeMsgMu:   make(semaphore, 1),
-		writeFrameMu: make(semaphore, 1),
 		wbuf:         make([]byte, 0, cfg.writeBufferSize),
 		peerClosed:   make(chan struct{}),
 		closed:       make(chan struct{}),
 	}
+	c.readMu.init()
+	c.writeMsgMu.init()
+	c.writeFrameMu.init()
 	if br == nil {
 		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
 	}
@@ -1287,36 +1287,31 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 // waitPeerClose waits for the peer's close frame: it reads itself if no
 // other goroutine is reading.
 func (c *Conn) waitPeerClose(ctx context.Context) error {
-	select {
-	case c.readMu <- struct{}{}:
+	if c.readMu.tryLock() {
 		// Nobody is reading now. Read until the close frame, keeping the
 		// messages still in flight for a read loop that may come back for
 		// them (the usual shape: a reader goroutine, and Close called from
-		// another), within bounds. A message half read through a Reader is
-		// left to its reader.
-		if !c.rd.inMessage {
-			c.readWait.stop() // a context's late deadline must not cut this short
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
-			var kept int64
-			for c.readErr == nil {
-				typ, p, err := c.readMessage(nil)
-				if err != nil {
-					break
-				}
-				if len(c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
-					kept += int64(len(p))
-					c.pending = append(c.pending, pendingMessage{typ, p})
-				}
+		// another), within bounds. The rest of a message half read is
+		// skipped: its reader gave up, or is cut short by Close.
+		c.readWait.stop() // a context's late deadline must not cut this short
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
+		var kept int64
+		for c.readErr == nil {
+			typ, p, err := c.readMessage(nil)
+			if err != nil {
+				break
+			}
+			if len(c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
+				kept += int64(len(p))
+				c.pending = append(c.pending, pendingMessage{typ, p})
 			}
 		}
 		c.readMu.unlock()
-		select {
-		case <-c.peerClosed:
-		case <-c.closed: // lost: no close frame will come
-		case <-ctx.Done():
-		}
+	}
+	// A reader elsewhere sees the close frame, or the wait ends.
+	select {
 	case <-c.peerClosed:
-	case <-c.closed:
+	case <-c.closed: // lost: no close frame will come
 	case <-ctx.Done():
 	}
 	select {
@@ -1364,37 +1359,59 @@ func (c *Conn) lockError(err error) error {
 // Helpers
 
 // semaphore is a mutex whose lock can be abandoned when a context is done
-// or the connection closes. The read lock passes a nil closed channel: its
-// holder always lets go once the connection closes (a read on a closed
-// net.Conn fails, Close's wait is bounded), so readers wait their turn
-// rather than give up, and get the messages Close kept for them.
-type semaphore chan struct{}
+// or the connection closes. Taking a free lock is one compare-and-swap, as
+// with sync.Mutex; the channel only wakes waiters.
+//
+// The read lock passes a nil closed channel: its holder always lets go once
+// the connection closes (a read on a closed net.Conn fails, Close's wait is
+// bounded), so readers wait their turn rather than give up, and get the
+// messages Close kept for them.
+type semaphore struct {
+	held    atomic.Bool
+	waiters atomic.Int32
+	wake    chan struct{} // capacity 1: a hint to waiters to try again
+}
 
-func (s semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
-	select {
-	case s <- struct{}{}:
+func (s *semaphore) init() { s.wake = make(chan struct{}, 1) }
+
+func (s *semaphore) tryLock() bool { return s.held.CompareAndSwap(false, true) }
+
+func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
+	if s.tryLock() {
 		return nil
-	default:
 	}
-	select {
-	case s <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-closed:
-		// The lock may have been freed at the same moment: take it if so,
-		// and let the caller see the connection's state (a read may still
-		// have messages kept by Close to deliver).
-		select {
-		case s <- struct{}{}:
+	// Register before the retry, so that an unlock after it sees a waiter
+	// and leaves a wake-up (no lost wake-ups: see unlock).
+	s.waiters.Add(1)
+	defer s.waiters.Add(-1)
+	for {
+		if s.tryLock() {
 			return nil
-		default:
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-closed:
+			// The lock may have been freed at the same moment: take it if
+			// so, and let the caller see the connection's state.
+			if s.tryLock() {
+				return nil
+			}
 			return net.ErrClosed
 		}
 	}
 }
 
-func (s semaphore) unlock() { <-s }
+func (s *semaphore) unlock() {
+	s.held.Store(false)
+	if s.waiters.Load() > 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+}
 
 // aLongTimeAgo is a deadline in the past, which interrupts a blocked read
 // or write at once.
