@@ -81,6 +81,7 @@ type peer struct {
 	br     *bufio.Reader
 	client bool // the raw peer is the client: it masks, and expects no mask
 
+	deflate   bool  // permessage-deflate was negotiated
 	sentClose bool  // a close frame went out
 	writeErr  error // the first failed write
 }
@@ -241,7 +242,8 @@ func (p *peer) expectFrame(want frame) {
 func (p *peer) expectMessage(op byte, payload []byte) {
 	p.t.Helper()
 	f := p.mustRead("a message")
-	if f.b0&0x70 != 0 || f.b0&0x0f != op {
+	compressed := p.deflate && f.b0&rsv1Bit != 0
+	if f.b0&0x70 != 0 && !compressed || f.b0&0x0f != op {
 		p.t.Fatalf("got %s, want a message with opcode %d", describe(f), op)
 	}
 	got := f.payload
@@ -251,6 +253,9 @@ func (p *peer) expectMessage(op byte, payload []byte) {
 			p.t.Fatalf("got %s inside a message, want a continuation", describe(f))
 		}
 		got = append(got, f.payload...)
+	}
+	if compressed {
+		got = inflateForTest(p.t, got)
 	}
 	if !bytes.Equal(got, payload) {
 		p.t.Fatalf("echo differs: %s", payloadDiff(payload, got))
@@ -356,6 +361,7 @@ func payloadDiff(want, got []byte) string {
 type limits struct {
 	readLimit    int64
 	maxFragments int
+	deflate      bool // negotiate permessage-deflate, no context takeover either way
 }
 
 // echo reads messages and writes them back until a read fails, and
@@ -400,7 +406,7 @@ var directions = []direction{
 func runAgainstServer(t *testing.T, lim limits, useReader bool, script func(p *peer)) error {
 	errc := make(chan error, 1)
 	srv := httptest.NewServer(&ws.Server{
-		Options: &ws.AcceptOptions{ReadLimit: lim.readLimit, MaxFragments: lim.maxFragments},
+		Options: &ws.AcceptOptions{ReadLimit: lim.readLimit, MaxFragments: lim.maxFragments, Compression: lim.compression()},
 		Handle: func(ctx context.Context, c *ws.Conn) {
 			errc <- echo(ctx, c, useReader)
 		},
@@ -411,7 +417,7 @@ func runAgainstServer(t *testing.T, lim limits, useReader bool, script func(p *p
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: true}
+	p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: true, deflate: lim.deflate}
 	p.clientHandshake(srv.Listener.Addr().String())
 	script(p)
 	nc.Close()
@@ -439,6 +445,7 @@ func runAgainstClient(t *testing.T, lim limits, useReader bool, script func(p *p
 		c, _, err := ws.Dial(ctx, "ws://"+ln.Addr().String(), &ws.DialOptions{
 			ReadLimit:    lim.readLimit,
 			MaxFragments: lim.maxFragments,
+			Compression:  lim.compression(),
 			// The client waits this long for the server to close the TCP
 			// connection after the close handshake (RFC 6455 §7.1.1); the
 			// raw server does so at once, so this only slows a failure.
@@ -456,7 +463,7 @@ func runAgainstClient(t *testing.T, lim limits, useReader bool, script func(p *p
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: false}
+	p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: false, deflate: lim.deflate}
 	p.serverHandshake()
 	script(p)
 	nc.Close()
@@ -474,8 +481,12 @@ func (p *peer) clientHandshake(host string) {
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
+	ext := ""
+	if p.deflate {
+		ext = "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
+	}
 	p.write([]byte("GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+		"Sec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n" + ext + "\r\n"))
 	_ = p.nc.SetReadDeadline(time.Now().Add(ioTimeout))
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil {
@@ -487,6 +498,9 @@ func (p *peer) clientHandshake(host string) {
 	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), referenceAccept(key); got != want {
 		p.t.Fatalf("Sec-WebSocket-Accept %q, want %q", got, want)
 	}
+	if got := resp.Header.Get("Sec-WebSocket-Extensions"); p.deflate != strings.HasPrefix(got, "permessage-deflate") {
+		p.t.Fatalf("raw client: Sec-WebSocket-Extensions %q (deflate offered: %v)", got, p.deflate)
+	}
 }
 
 func (p *peer) serverHandshake() {
@@ -496,8 +510,15 @@ func (p *peer) serverHandshake() {
 	if err != nil {
 		p.t.Fatalf("raw server: reading the handshake request: %v", err)
 	}
+	ext := ""
+	if p.deflate {
+		if !strings.HasPrefix(req.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate") {
+			p.t.Fatalf("raw server: the client offered %q, want permessage-deflate", req.Header.Get("Sec-WebSocket-Extensions"))
+		}
+		ext = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+	}
 	p.write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + referenceAccept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"))
+		"Sec-WebSocket-Accept: " + referenceAccept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n" + ext + "\r\n"))
 }
 
 // referenceAccept is RFC 6455 §4.2.2's Sec-WebSocket-Accept, computed here
