@@ -181,14 +181,14 @@ type messageState struct {
 
 func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
 	c := &Conn{
-		nc:           nc,
-		client:       client,
-		subprotocol:  subprotocol,
-		cfg:          cfg,
-		br:           br,
-		wbuf:         make([]byte, 0, cfg.writeBufferSize),
-		peerClosed:   make(chan struct{}),
-		closed:       make(chan struct{}),
+		nc:          nc,
+		client:      client,
+		subprotocol: subprotocol,
+		cfg:         cfg,
+		br:          br,
+		wbuf:        make([]byte, 0, cfg.writeBufferSize),
+		peerClosed:  make(chan struct{}),
+		closed:      make(chan struct{}),
 	}
 	c.readMu.init()
 	c.writeMsgMu.init()
