@@ -484,6 +484,14 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	if err != nil {
 		return n, c.readFailed(err)
 	}
+	if c.rd.remaining == 0 && c.rd.fin && !c.rd.compressed {
+		// The message ends here: say so now rather than on the next call.
+		if c.rd.typ == MessageText && !c.rd.utf8.complete() {
+			return n, c.fail(&protocolError{code: StatusInvalidPayloadData, msg: "text message ends inside a UTF-8 sequence"})
+		}
+		c.rd.inMessage = false
+		return n, io.EOF
+	}
 	return n, nil
 }
 
@@ -607,6 +615,9 @@ func (c *Conn) discardPayload() (int64, error) {
 	for c.rd.remaining > 0 {
 		n, err := c.readPayload(scratch[:min(int64(len(scratch)), c.rd.remaining)])
 		total += int64(n)
+		if err == io.EOF {
+			break // the message ended with this frame
+		}
 		if err != nil {
 			return total, err
 		}
@@ -635,15 +646,21 @@ func (c *Conn) readDataHeader() (header, error) {
 // consumes, so a read interrupted by a deadline leaves the stream where it
 // was.
 func (c *Conn) readHeader() (header, error) {
-	b, err := c.br.Peek(2)
-	if err != nil {
-		return header{}, c.readFailed(err)
+	// One Peek when the whole header is likely buffered already (the
+	// common case for small messages), two otherwise.
+	b, err := c.br.Peek(min(c.br.Buffered(), 14))
+	if len(b) < 2 {
+		if b, err = c.br.Peek(2); err != nil {
+			return header{}, c.readFailed(err)
+		}
 	}
 	n := headerLen(b[1])
-	if b, err = c.br.Peek(n); err != nil {
-		return header{}, c.readFailed(err)
+	if len(b) < n {
+		if b, err = c.br.Peek(n); err != nil {
+			return header{}, c.readFailed(err)
+		}
 	}
-	h, err := parseHeader(b)
+	h, err := parseHeader(b[:n])
 	if err != nil {
 		return h, c.fail(err)
 	}
