@@ -85,7 +85,7 @@ func ExampleDial() {
 
 // A chat-style broadcast: every message a client sends goes to every
 // connected client. Each connection is written by many goroutines at once,
-// which Conn allows.
+// which Conn allows, and each message is prepared once for all of them.
 func Example_broadcast() {
 	var (
 		mu    sync.Mutex
@@ -98,8 +98,11 @@ func Example_broadcast() {
 			targets = append(targets, c)
 		}
 		mu.Unlock()
+		// Prepared once: compressed at most once per set of parameters,
+		// the same bytes for every connection.
+		pm, _ := ws.NewPreparedMessage(typ, msg)
 		for _, c := range targets {
-			_ = c.Write(ctx, typ, msg) // a failed peer is dropped by its own loop
+			_ = c.WritePrepared(ctx, pm) // a failed peer is dropped by its own loop
 		}
 	}
 	joined := make(chan struct{}, 2)
