@@ -907,7 +907,13 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	}
 	defer c.writeMsgMu.unlock()
 	if d := c.deflate; d != nil && d.shouldCompress(len(p)) {
-		_, err := c.writeFrameRSV(ctx, true, true, op, d.compress(p), func() { d.commit(p) })
+		bp := compressBufs.Get().(*[]byte)
+		out := d.compress((*bp)[:0], p)
+		_, err := c.writeFrameRSV(ctx, true, true, op, out, func() { d.commit(p) })
+		if cap(out) <= 64<<10 { // a big message's buffer is left to the GC
+			*bp = out[:0]
+			compressBufs.Put(bp)
+		}
 		return err
 	}
 	return c.writeFrame(ctx, true, op, p)

@@ -27,7 +27,7 @@ type deflateState struct {
 	sendHist []byte
 	recvHist []byte
 
-	out appendWriter // the compressor's output, reused per message
+	out appendWriter // the compressor's output, during compress
 	in  inflater     // the message being inflated, if any
 }
 
@@ -65,12 +65,12 @@ func (s *deflateState) shouldCompress(n int) bool {
 	return s.threshold < 0 || n >= s.threshold
 }
 
-// compress returns p deflated as RFC 7692 §7.2.1 says: a sync flush with
-// its final 0x00 0x00 0xff 0xff removed. The result is valid until the next
-// call. Once the message is on the wire, commit(p) adds it to the history.
-func (s *deflateState) compress(p []byte) []byte {
+// compress appends p deflated as RFC 7692 §7.2.1 says (a sync flush with
+// its final 0x00 0x00 0xff 0xff removed) to dst and returns the result.
+// Once the message is on the wire, commit(p) adds it to the history.
+func (s *deflateState) compress(dst, p []byte) []byte {
 	w := getWriter(s.level, s.sendBits)
-	s.out.b = s.out.b[:0]
+	s.out.b = dst
 	var dict []byte
 	if s.sendTakeover {
 		dict = s.sendHist
@@ -80,13 +80,13 @@ func (s *deflateState) compress(p []byte) []byte {
 	_ = w.Flush()
 	putWriter(w, s.level, s.sendBits)
 	out := bytes.TrimSuffix(s.out.b, deflateTail[:4])
-	if cap(s.out.b) > 64<<10 {
-		// Do not keep a big message's buffer for the connection's life;
-		// out stays valid for the caller, who owns it now.
-		s.out.b = nil
-	}
+	s.out.b = nil // the caller owns the buffer
 	return out
 }
+
+// compressBufs holds the buffers Write compresses into, so that an idle
+// connection keeps none.
+var compressBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // commit records a message sent compressed, for context takeover.
 func (s *deflateState) commit(p []byte) {

@@ -74,7 +74,7 @@ func FuzzExtensions(f *testing.F) {
 func FuzzInflate(f *testing.F) {
 	s := &deflateState{level: 1, sendBits: 15}
 	for _, m := range []string{"", "hello", "hello hello hello hello", string(bytes.Repeat([]byte("a"), 10000))} {
-		f.Add(bytes.Clone(s.compress([]byte(m))), []byte(m), uint8(0))
+		f.Add(bytes.Clone(s.compress(nil, []byte(m))), []byte(m), uint8(0))
 	}
 	f.Add([]byte{0xff, 0xff, 0xff}, []byte(nil), uint8(1))
 	f.Add([]byte{0x01, 0x00, 0x00, 0xff, 0xff, 0x00}, []byte(nil), uint8(2))
@@ -90,7 +90,7 @@ func FuzzInflate(f *testing.F) {
 		}
 		// A round trip through our compressor, when the input is small.
 		if len(plain) <= limit {
-			in = append(in, fuzzRSV1Frame(true, opBinary, key, bytes.Clone((&deflateState{level: 1, sendBits: 9 + int(mode)%7}).compress(plain)))...)
+			in = append(in, fuzzRSV1Frame(true, opBinary, key, bytes.Clone((&deflateState{level: 1, sendBits: 9 + int(mode)%7}).compress(nil, plain)))...)
 		}
 		nc := &memConn{in: in, chunk: int(mode>>2) % 7, discard: true}
 		c := newConn(nc, nil, false, "", newConnConfig(limit, 64, time.Second, 0, 0))

@@ -132,7 +132,7 @@ func TestCompressWindow(t *testing.T) {
 			s := &deflateState{level: 1, threshold: 0, sendBits: bits, sendTakeover: takeover}
 			var hist []byte
 			for i, m := range msgs {
-				out := append([]byte(nil), s.compress(m)...)
+				out := append([]byte(nil), s.compress(nil, m)...)
 				s.commit(m)
 				// Inflate with only the history the window allows: a
 				// reference further back fails or decodes wrongly.
@@ -221,7 +221,7 @@ func TestCompressWindowZlib(t *testing.T) {
 			s := &deflateState{level: 1, sendBits: bits, sendTakeover: takeover}
 			var file bytes.Buffer
 			for _, m := range msgs {
-				out := s.compress(m)
+				out := s.compress(nil, m)
 				s.commit(m)
 				_ = binary.Write(&file, binary.BigEndian, [2]uint32{uint32(len(out)), uint32(len(m))})
 				file.Write(out)

@@ -46,7 +46,7 @@ func (pm *PreparedMessage) deflated(level, bits int) []byte {
 		return out
 	}
 	s := deflateState{level: level, sendBits: bits}
-	out := append([]byte(nil), s.compress(pm.data)...)
+	out := s.compress(nil, pm.data)
 	if pm.compressed == nil {
 		pm.compressed = make(map[[2]int][]byte, 1)
 	}
