@@ -57,6 +57,10 @@ func newDeflateState(p deflateParams, client bool, opts *Compression) *deflateSt
 	if opts.WindowBits != 0 {
 		s.sendBits = min(s.sendBits, opts.WindowBits)
 	}
+	// zlib cannot compress with an 8-bit window and quietly uses 9 bits
+	// when a peer asked for 8 (see zlib's deflateInit2 notes), so keep at
+	// least 512 bytes of history to inflate what such peers send.
+	s.recvBits = max(s.recvBits, 9)
 	return s
 }
 
