@@ -4,16 +4,26 @@
 // reports what happens on stdout, one JSON object a line, tagged with conn.
 //
 // Commands on an open connection:
-//   {"conn":n, "op":"send", "data":"<base64>" | "text":"<string>", "binary":bool, "fin":bool}
+//   {"conn":n, "op":"send", "data":"<base64>" | "text":"<string>", "binary":bool, "fin":bool,
+//    "compress":bool}
 //       sends one frame; binary:false sends a Buffer as a text frame
 //       without checking it; fin:false leaves the message open, and the
-//       next sends continue it.
+//       next sends continue it; compress:false sends it uncompressed even
+//       with permessage-deflate (ws's default is to compress; only the
+//       first frame of a message decides).
+//   {"conn":n, "op":"sendFill", "len":n, "byte":n, "binary":bool}
+//       sends one message of len bytes all equal to byte (a compression
+//       bomb once deflated), without carrying it through stdin.
+//   {"conn":n, "op":"deflate"}
+//       reports a deflate event: the permessage-deflate parameters ws
+//       settled on, as an extension element in "extensions"
+//       ("permessage-deflate; server_max_window_bits=10"), or "" if none.
 //   {"conn":n, "op":"ping", "data":"<base64>"}
 //   {"conn":n, "op":"close", "code":n, "reason":"..."}   (code 0 or absent: no code)
 //   {"conn":n, "op":"terminate"}                         (TCP close, no close frame)
 //   {"conn":n, "op":"echo", "on":bool}                   (echo received messages)
 // Events:
-//   open {protocol, extensions}, message {binary, len, sha256, data if len <= 4096},
+//   open {protocol, extensions}, deflate {extensions}, message {binary, len, sha256, data if len <= 4096},
 //   ping {data}, pong {data}, close {code, reason}, error {message, errCode}.
 // The process exits when stdin ends.
 import { createHash } from 'node:crypto';
@@ -33,6 +43,16 @@ function describe(buf) {
   };
   if (buf.length <= smallData) ev.data = buf.toString('base64');
   return ev;
+}
+
+// deflateParams formats the permessage-deflate parameters ws negotiated
+// (ws.extensions only names the extension).
+function deflateParams(ws) {
+  const pmd = ws._extensions && ws._extensions['permessage-deflate'];
+  if (!pmd || !pmd.params) return '';
+  let s = 'permessage-deflate';
+  for (const [k, v] of Object.entries(pmd.params)) s += v === true ? `; ${k}` : `; ${k}=${v}`;
+  return s;
 }
 
 // attach reports ws's events as connection conn and takes its commands.
@@ -55,9 +75,15 @@ export function attach(ws, conn, { echo = false } = {}) {
     switch (cmd.op) {
       case 'send': {
         const payload = cmd.text !== undefined ? cmd.text : Buffer.from(cmd.data || '', 'base64');
-        ws.send(payload, { binary: !!cmd.binary, fin: cmd.fin !== false });
+        ws.send(payload, { binary: !!cmd.binary, fin: cmd.fin !== false, compress: cmd.compress !== false });
         break;
       }
+      case 'sendFill':
+        ws.send(Buffer.alloc(cmd.len, cmd.byte || 0), { binary: !!cmd.binary });
+        break;
+      case 'deflate':
+        emit({ conn, ev: 'deflate', extensions: deflateParams(ws) });
+        break;
       case 'ping':
         ws.ping(Buffer.from(cmd.data || '', 'base64'));
         break;

@@ -4,7 +4,8 @@
 //   {"op":"connect", "conn":n, "url":"ws://...", "protocols":["a","b"],
 //    "deflate":bool, "echo":bool}
 // which opens connection n. ws offers permessage-deflate unless deflate
-// is false (its default is to offer it).
+// is false (its default is to offer it); an object is passed as ws's
+// perMessageDeflate options ({"serverMaxWindowBits":10, "threshold":0}).
 import WebSocket from 'ws';
 import { attach, emit, readCommands } from './peer.mjs';
 
@@ -12,7 +13,8 @@ readCommands((cmd) => {
   if (cmd.op !== 'connect') return false;
   const { conn } = cmd;
   const ws = new WebSocket(cmd.url, cmd.protocols || [], {
-    perMessageDeflate: cmd.deflate !== false,
+    perMessageDeflate:
+      cmd.deflate !== null && typeof cmd.deflate === 'object' ? cmd.deflate : cmd.deflate !== false,
     handshakeTimeout: 5000,
   });
   ws.on('unexpected-response', (req, res) => {

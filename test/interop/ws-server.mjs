@@ -11,12 +11,25 @@
 //   hello=TEXT    send TEXT at once, right behind the handshake response
 // The open event carries the request's Sec-WebSocket-Protocol and
 // Sec-WebSocket-Extensions as reqProtocol and reqExtensions.
+//
+// Besides the commands of peer.mjs it takes
+//   {"op":"listen", "conn":n, "deflate":{...}}
+// which starts one more server, with deflate as ws's perMessageDeflate
+// options (true for its defaults), and reports
+//   {"conn":n, "ev":"listening", "port":n}
+// Connect to it with conn=n in the query, as above. {"op":"unlisten",
+// "conn":n} stops it (connections already open stay).
 import { WebSocketServer } from 'ws';
 import { attach, emit, readCommands } from './peer.mjs';
 
 const query = (req) => new URL(req.url, 'http://localhost').searchParams;
 
 function listen(deflate) {
+  const wss = newServer(deflate);
+  return new Promise((resolve) => wss.on('listening', () => resolve(wss.address().port)));
+}
+
+function newServer(deflate) {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: 0,
@@ -42,9 +55,27 @@ function listen(deflate) {
     attach(ws, conn, { echo: q.get('echo') === '1' });
     if (q.has('hello')) ws.send(q.get('hello'));
   });
-  return new Promise((resolve) => wss.on('listening', () => resolve(wss.address().port)));
+  return wss;
 }
 
-readCommands();
+const extra = new Map(); // conn number → server started by listen
+
+readCommands((cmd) => {
+  switch (cmd.op) {
+    case 'listen': {
+      const wss = newServer(cmd.deflate === undefined ? true : cmd.deflate);
+      extra.set(cmd.conn, wss);
+      wss.on('listening', () => emit({ conn: cmd.conn, ev: 'listening', port: wss.address().port }));
+      return true;
+    }
+    case 'unlisten': {
+      const wss = extra.get(cmd.conn);
+      extra.delete(cmd.conn);
+      if (wss) wss.close();
+      return true;
+    }
+  }
+  return false;
+});
 const [port, deflatePort] = await Promise.all([listen(false), listen(true)]);
 emit({ ev: 'listening', port, deflatePort });
