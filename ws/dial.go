@@ -340,7 +340,8 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	c := newConn(nc, br, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
 	if params != nil {
 		c.deflate = newDeflateState(*params, true, o.Compression)
-		c.extensions = params.String()
+		// As a browser's WebSocket.extensions: the server's answer as sent.
+		c.extensions = strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
 	}
 	return c, resp, nil
 }
