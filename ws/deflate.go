@@ -78,6 +78,13 @@ func (s *deflateState) compress(dst, p []byte) []byte {
 	var dict []byte
 	if s.sendTakeover {
 		dict = s.sendHist
+		// Loading the history costs about as much as compressing it, for
+		// every message: a small message gets the recent part only, which
+		// is where its matches mostly are (the peer keeps the whole
+		// window, so any suffix is a valid dictionary).
+		if n := max(4<<10, 4*len(p)); len(dict) > n {
+			dict = dict[len(dict)-n:]
+		}
 	}
 	w.ResetDict(&s.out, dict)
 	_, _ = w.Write(p) // appendWriter never fails
@@ -161,7 +168,9 @@ func getWriter(level, bits int) *flate.Writer {
 }
 
 func putWriter(w *flate.Writer, level, bits int) {
-	w.Reset(nil) // drop the reference to the output
+	// Drop the output and the dictionary: Reset alone keeps the last
+	// connection's history alive in the pool.
+	w.ResetDict(nil, nil)
 	if bits < 15 {
 		windowWriters[bits].Put(w)
 	} else {
