@@ -648,7 +648,8 @@ func (c *Conn) readDataHeader() (header, error) {
 func (c *Conn) readHeader() (header, error) {
 	// One Peek when the whole header is likely buffered already (the
 	// common case for small messages), two otherwise.
-	b, err := c.br.Peek(min(c.br.Buffered(), 14))
+	b, _ := c.br.Peek(min(c.br.Buffered(), 14)) // never fails: it asks for what is buffered
+	var err error
 	if len(b) < 2 {
 		if b, err = c.br.Peek(2); err != nil {
 			return header{}, c.readFailed(err)
