@@ -801,13 +801,32 @@ func (c *Conn) fail(err error) error {
 		if !sent {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			b := appendClosePayload(c.ctrlBuf[:0:0], pe.code, truncateUTF8(pe.msg, maxCloseReason))
-			_ = c.writeControl(ctx, opClose, b)
+			if c.writeControl(ctx, opClose, b) == nil {
+				c.lingerClose()
+			}
 			cancel()
 		}
 	}
 	c.closeConn()
 	c.readErr = err
 	return err
+}
+
+// lingerClose lets the peer read the close frame just sent before the
+// connection goes. Closing a socket with unread input makes the kernel
+// send a reset, and a reset can make the peer drop the close frame still
+// in its buffers (it then reports 1006 instead of the code sent). So shut
+// the write side, and read and discard what the peer still sends until it
+// closes too, for at most a second and 1 MiB.
+func (c *Conn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.readWait.stop()
+	_ = c.nc.SetReadDeadline(time.Now().Add(min(time.Second, c.cfg.closeTimeout)))
+	_, _ = c.br.Discard(c.br.Buffered())
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
 }
 
 // readFailed records a network error on the read side. A deadline that
