@@ -49,8 +49,10 @@
 // returns ctx.Err() and leaves the connection usable (halfway through a
 // message, the rest of that message is skipped); a write whose context ends
 // halfway through a frame returns ctx.Err() and the rest of the frame goes
-// out ahead of the next one. A Writer whose write fails closes the
-// connection, as its message could not be finished.
+// out ahead of the next one. Two cases cannot be resumed and close the
+// connection: a Writer whose write fails (its message could not be
+// finished), and a read cut short inside a compressed message when the
+// peer takes over context (every later message depends on its data).
 //
 // NetConn wraps a Conn as a net.Conn with deadlines; it passes the
 // golang.org/x/net/nettest conformance suite.
