@@ -37,18 +37,7 @@ func TestDeflateEcho(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("extensions: %s", c.Extensions())
-		for i, msg := range []string{"hello", strings.Repeat("hello world ", 1000), "", strings.Repeat("abc", 5), strings.Repeat("hello world ", 1000) + "x"} {
-			if err := c.Write(ctx, ws.MessageText, []byte(msg)); err != nil {
-				t.Fatal(err)
-			}
-			_, p, err := c.Read(ctx)
-			if err != nil {
-				t.Fatal(i, err)
-			}
-			if !bytes.Equal(p, []byte(msg)) {
-				t.Fatalf("%d: got %d bytes want %d", i, len(p), len(msg))
-			}
-		}
+		echoRoundTrip(t, c, "hello", strings.Repeat("hello world ", 1000), "", strings.Repeat("abc", 5), strings.Repeat("hello world ", 1000)+"x")
 		c.Close(ws.StatusNormalClosure, "")
 		srv.Close()
 	}
@@ -79,7 +68,15 @@ func TestDeflateWriterEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, msg := range []string{"hello", strings.Repeat("hello world ", 10000), "", strings.Repeat("abc", 5)} {
+	echoRoundTrip(t, c, "hello", strings.Repeat("hello world ", 10000), "", strings.Repeat("abc", 5))
+	c.Close(ws.StatusNormalClosure, "")
+}
+
+// echoRoundTrip sends each message to an echo server and checks the echo.
+func echoRoundTrip(t *testing.T, c *ws.Conn, msgs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for i, msg := range msgs {
 		if err := c.Write(ctx, ws.MessageText, []byte(msg)); err != nil {
 			t.Fatal(err)
 		}
@@ -88,8 +85,7 @@ func TestDeflateWriterEcho(t *testing.T) {
 			t.Fatal(i, err)
 		}
 		if !bytes.Equal(p, []byte(msg)) {
-			t.Fatalf("%d: got %d bytes want %d", i, len(p), len(msg))
+			t.Fatalf("message %d: got %d bytes, want %d", i, len(p), len(msg))
 		}
 	}
-	c.Close(ws.StatusNormalClosure, "")
 }
