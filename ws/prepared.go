@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // PreparedMessage is a message to be sent to many connections, such as a
@@ -23,8 +24,17 @@ type PreparedMessage struct {
 	typ  MessageType
 	data []byte
 
+	// first is the first compressed variant, read without the lock: a
+	// server's connections share one set of parameters, so a broadcast
+	// to many connections takes no lock per connection.
+	first      atomic.Pointer[preparedVariant]
 	mu         sync.Mutex
 	compressed map[[2]int][]byte // by {level, window bits}
+}
+
+type preparedVariant struct {
+	key  [2]int
+	data []byte
 }
 
 // NewPreparedMessage prepares data to be sent as a message of type typ.
@@ -40,6 +50,9 @@ func NewPreparedMessage(typ MessageType, data []byte) (*PreparedMessage, error) 
 // history, computing it once.
 func (pm *PreparedMessage) deflated(level, bits int) []byte {
 	key := [2]int{level, bits}
+	if v := pm.first.Load(); v != nil && v.key == key {
+		return v.data
+	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	if out, ok := pm.compressed[key]; ok {
@@ -51,6 +64,9 @@ func (pm *PreparedMessage) deflated(level, bits int) []byte {
 		pm.compressed = make(map[[2]int][]byte, 1)
 	}
 	pm.compressed[key] = out
+	if pm.first.Load() == nil {
+		pm.first.Store(&preparedVariant{key, out})
+	}
 	return out
 }
 
