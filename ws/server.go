@@ -53,15 +53,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		_ = c.Close(StatusGoingAway, "server shutting down")
-		return
+	closing := s.closing
+	if !closing {
+		if s.conns == nil {
+			s.conns = make(map[*Conn]struct{})
+		}
+		s.conns[c] = struct{}{}
 	}
-	if s.conns == nil {
-		s.conns = make(map[*Conn]struct{})
-	}
-	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -70,6 +68,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = c.Close(StatusNormalClosure, "")
 		_ = c.CloseNow()
 	}()
+	if closing {
+		// Shutdown began after this handshake did: the connection is
+		// closed like every other, and Handle still runs, so that it sees
+		// the 1001 as the others do.
+		go func() { _ = c.Close(StatusGoingAway, "server shutting down") }()
+	}
 	s.Handle(r.Context(), c)
 }
 
