@@ -3,10 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +240,60 @@ func TestUsage(t *testing.T) {
 		if code := run(tc.args, strings.NewReader(""), &out, &errOut); code != tc.code {
 			t.Errorf("duplex %q: exit %d, want %d (stderr %q)", tc.args, code, tc.code, errOut.String())
 		}
+	}
+}
+
+// TestServeTLS runs serve with --tls-cert/--tls-key and talks wss:// to it,
+// compressed, as `connect --insecure --deflate` would.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	addr, _ := startServe(t, serveConfig{tlsCert: certFile, tlsKey: keyFile})
+
+	var out, errOut bytes.Buffer
+	code := run([]string{"connect", "--insecure", "--deflate", "wss://" + addr + "/ws/echo"}, strings.NewReader("secure hello\n"), &out, &errOut)
+	if code != 0 || out.String() != "secure hello\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "permessage-deflate") {
+		t.Errorf("stderr %q does not report the negotiated extension", errOut.String())
+	}
+	// Without --insecure the self-signed certificate is refused.
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"connect", "wss://" + addr + "/ws/echo"}, strings.NewReader(""), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "certificate") {
+		t.Errorf("untrusted certificate: exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
