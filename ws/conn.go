@@ -1410,23 +1410,35 @@ func (c *Conn) lockError(err error) error {
 // bounded), so readers wait their turn rather than give up, and get the
 // messages Close kept for them.
 type semaphore struct {
-	held    atomic.Bool
-	waiters atomic.Int32
-	wake    chan struct{} // capacity 1: a hint to waiters to try again
+	// state is 1 while the lock is held, plus 2 for each waiter, so that
+	// unlock learns whether anyone waits from the same atomic operation
+	// that frees the lock.
+	state atomic.Int32
+	wake  chan struct{} // capacity 1: a hint to waiters to try again
 }
 
 func (s *semaphore) init() { s.wake = make(chan struct{}, 1) }
 
-func (s *semaphore) tryLock() bool { return s.held.CompareAndSwap(false, true) }
+func (s *semaphore) tryLock() bool {
+	for {
+		v := s.state.Load()
+		if v&1 != 0 {
+			return false
+		}
+		if s.state.CompareAndSwap(v, v|1) {
+			return true
+		}
+	}
+}
 
 func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
-	if s.tryLock() {
+	if s.state.CompareAndSwap(0, 1) {
 		return nil
 	}
 	// Register before the retry, so that an unlock after it sees a waiter
 	// and leaves a wake-up (no lost wake-ups: see unlock).
-	s.waiters.Add(1)
-	defer s.waiters.Add(-1)
+	s.state.Add(2)
+	defer s.state.Add(-2)
 	for {
 		if s.tryLock() {
 			return nil
@@ -1447,8 +1459,7 @@ func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 }
 
 func (s *semaphore) unlock() {
-	s.held.Store(false)
-	if s.waiters.Load() > 0 {
+	if s.state.Add(-1) != 0 {
 		select {
 		case s.wake <- struct{}{}:
 		default: // a wake-up is already pending
