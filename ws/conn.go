@@ -583,8 +583,9 @@ func (c *Conn) skipCompressed() error {
 	return nil
 }
 
-// abort closes the connection with a close frame sent without waiting,
-// for failures that are not the peer's fault.
+// abort closes the connection after a close frame with code and reason
+// (cut to fit), without waiting for the peer's answer: for protocol
+// violations (fail) and for failures that leave the stream unusable.
 func (c *Conn) abort(code StatusCode, reason string) {
 	c.closeMu.Lock()
 	sent := c.closeSent
@@ -592,7 +593,9 @@ func (c *Conn) abort(code StatusCode, reason string) {
 	c.closeMu.Unlock()
 	if !sent {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = c.writeControl(ctx, opClose, appendClosePayload(nil, code, reason))
+		if c.writeControl(ctx, opClose, appendClosePayload(nil, code, reason)) == nil {
+			c.lingerClose()
+		}
 		cancel()
 	}
 	c.closeConn()
@@ -794,20 +797,10 @@ func (c *Conn) peerClosing(ce CloseError) error {
 func (c *Conn) fail(err error) error {
 	var pe *protocolError
 	if errors.As(err, &pe) {
-		c.closeMu.Lock()
-		sent := c.closeSent
-		c.closeSent = true
-		c.closeMu.Unlock()
-		if !sent {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			b := appendClosePayload(c.ctrlBuf[:0:0], pe.code, truncateUTF8(pe.msg, maxCloseReason))
-			if c.writeControl(ctx, opClose, b) == nil {
-				c.lingerClose()
-			}
-			cancel()
-		}
+		c.abort(pe.code, pe.msg)
+	} else {
+		c.closeConn()
 	}
-	c.closeConn()
 	c.readErr = err
 	return err
 }
