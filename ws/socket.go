@@ -289,6 +289,13 @@ type closeRequest struct {
 	goAway bool       // the context ended: close at once, dropping the queue
 }
 
+// closingError is an ErrorEvent that a CloseEvent follows: the state turns
+// to StateClosed as it is delivered, as in the browser, whose error event
+// comes after the connection closed.
+type closingError struct{ err error }
+
+func (closingError) socketEvent() {}
+
 // endEvent tells the dispatcher that no event follows.
 type endEvent struct{}
 
@@ -534,6 +541,9 @@ func (s *Socket) dispatch() {
 		if !s.apply(ev) {
 			continue
 		}
+		if ce, ok := ev.(closingError); ok {
+			ev = ErrorEvent{Err: ce.err}
+		}
 		switch ev := ev.(type) {
 		case OpenEvent:
 			if s.opts.OnOpen != nil {
@@ -584,7 +594,7 @@ func (s *Socket) apply(ev Event) bool {
 		return st == StateOpen
 	case ReconnectedEvent:
 		return st == StateOpen
-	case CloseEvent:
+	case closingError, CloseEvent:
 		s.state.Store(int32(StateClosed))
 	case ReconnectingEvent:
 		if s.closeReq != nil {
@@ -631,11 +641,12 @@ func (s *Socket) run() {
 			}
 			attempt++
 			lastErr = err
-			s.emit(ErrorEvent{Err: err})
 			if !s.mayReconnect(attempt, err) {
+				s.emit(closingError{err})
 				s.emit(CloseEvent{Code: StatusAbnormalClosure})
 				return
 			}
+			s.emit(ErrorEvent{Err: err})
 			continue
 		}
 		s.emit(OpenEvent{Protocol: conn.Subprotocol(), Extensions: conn.Extensions()})
@@ -644,9 +655,6 @@ func (s *Socket) run() {
 		}
 		attempt = 0
 		ce, failure := s.serve(conn)
-		if failure != nil {
-			s.emit(ErrorEvent{Err: failure})
-		}
 		s.mu.Lock()
 		s.connected = false
 		req := s.closeReq
@@ -656,6 +664,9 @@ func (s *Socket) run() {
 			// "closed before the connection is established".
 			s.endWhileConnecting(nil)
 			return
+		}
+		if failure != nil {
+			s.emit(closingError{failure})
 		}
 		s.emit(ce)
 		if req != nil {
@@ -692,7 +703,7 @@ func (s *Socket) endWhileConnecting(err error) {
 	if err == nil || errors.Is(err, context.Canceled) {
 		err = errors.New("ws: socket closed before the connection was established")
 	}
-	s.emit(ErrorEvent{Err: err})
+	s.emit(closingError{err})
 	s.emit(CloseEvent{Code: StatusAbnormalClosure})
 }
 
