@@ -30,6 +30,26 @@
 //	typ, msg, err := c.Read(ctx)
 //	c.Close(ws.StatusNormalClosure, "bye")
 //
+// # The browser's WebSocket, in Go
+//
+// Socket is a client shaped like the WebSocket object of the browser:
+// NewSocket returns at once in StateConnecting, the open, message, error
+// and close events run as callbacks on one goroutine per socket, in order,
+// Send queues and never blocks, BufferedAmount counts what is queued, and
+// Close takes the browser's codes and reasons. It adds what browsers lack:
+// reconnection with exponential backoff and full jitter (Reconnect),
+// heartbeats that find a dead peer (Heartbeat), a hook to refresh headers
+// before each attempt (BeforeDial), an Events channel for code that prefers a
+// loop, and a context whose end closes the socket with 1001:
+//
+//	s, err := ws.NewSocket(ctx, "wss://example.com/feed", &ws.SocketOptions{
+//		OnOpen:    func(s *ws.Socket, e ws.OpenEvent) { s.SendText(`{"subscribe":"prices"}`) },
+//		OnMessage: func(s *ws.Socket, e ws.MessageEvent) { fmt.Println(e.Text()) },
+//		OnClose:   func(s *ws.Socket, e ws.CloseEvent) { log.Println("closed", e.Code, e.Reason) },
+//		Reconnect: &ws.Reconnect{MaxDelay: 10 * time.Second},
+//		Heartbeat: &ws.Heartbeat{Interval: 15 * time.Second},
+//	})
+//
 // # Concurrency
 //
 // Every Conn method may be called from many goroutines at once, except the
