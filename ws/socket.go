@@ -196,7 +196,14 @@ type MessageEvent struct {
 func (e MessageEvent) Text() string { return string(e.Data) }
 
 // ErrorEvent is the browser's error event, with the error the browser does
-// not show: why the connection failed. A CloseEvent always follows it.
+// not show: why the connection failed. The browser, and so the socket,
+// fails a connection for a refused or broken handshake, a protocol
+// violation by the server, and a Close while connecting; the socket also
+// fails one whose heartbeat got no pong. A CloseEvent with code 1006
+// follows, or a ReconnectingEvent after a failed reconnection attempt. A
+// connection that merely ends without a close frame is closed, not failed:
+// it gets no ErrorEvent, only a CloseEvent with code 1006 (whose Err says
+// what happened), as in the browser.
 type ErrorEvent struct{ Err error }
 
 // CloseEvent is the browser's close event.
@@ -209,6 +216,10 @@ type CloseEvent struct {
 	Reason string
 	// WasClean tells whether the close handshake completed.
 	WasClean bool
+	// Err, beyond the browser, tells why a close that was not clean
+	// happened: the network error of a lost connection, or the error an
+	// ErrorEvent reported just before. It is nil for a clean close.
+	Err error
 }
 
 // ReconnectingEvent says the socket will dial again after Delay. The state
@@ -267,7 +278,8 @@ type Socket struct {
 	buffered atomic.Int64
 
 	mu         sync.Mutex
-	closeReq   *closeRequest // Close was called (or ctx is done)
+	closeReq   *closeRequest // Close was called (or ctx is done); never changed once set
+	goAway     bool          // the context ended: close at once, dropping the queue
 	connected  bool          // a connection is up (whatever the delivered state)
 	ended      bool          // no connection will be made any more
 	protocol   string        // of the last open delivered
@@ -286,7 +298,6 @@ type closeRequest struct {
 	code   StatusCode
 	reason string
 	from   ReadyState // the delivered state when Close was called
-	goAway bool       // the context ended: close at once, dropping the queue
 }
 
 // closingError is an ErrorEvent that a CloseEvent follows: the state turns
@@ -486,18 +497,21 @@ func (s *Socket) Close(code StatusCode, reason string) error {
 			code = StatusNormalClosure
 		}
 	}
-	s.requestClose(&closeRequest{code: code, reason: reason})
+	s.requestClose(&closeRequest{code: code, reason: reason}, false)
 	return nil
 }
 
-func (s *Socket) requestClose(req *closeRequest) {
+// requestClose records the first Close, and the end of the context
+// (goAway) whenever it comes.
+func (s *Socket) requestClose(req *closeRequest, goAway bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if goAway && !s.goAway {
+		s.goAway = true
+		s.dropQueueLocked()
+		s.poke()
+	}
 	if s.closeReq != nil {
-		if req.goAway && !s.closeReq.goAway {
-			s.closeReq.goAway = true
-			s.poke()
-		}
 		return
 	}
 	req.from = s.ReadyState()
@@ -505,9 +519,6 @@ func (s *Socket) requestClose(req *closeRequest) {
 	s.closed()
 	if req.from == StateConnecting || req.from == StateOpen {
 		s.state.Store(int32(StateClosing))
-	}
-	if req.goAway {
-		s.dropQueueLocked()
 	}
 	s.poke()
 }
@@ -621,7 +632,7 @@ func (s *Socket) run() {
 		s.mu.Unlock()
 	}()
 	stopWatch := context.AfterFunc(s.ctx, func() {
-		s.requestClose(&closeRequest{code: StatusGoingAway, goAway: true})
+		s.requestClose(&closeRequest{code: StatusGoingAway}, true)
 	})
 	defer stopWatch()
 
@@ -643,7 +654,7 @@ func (s *Socket) run() {
 			lastErr = err
 			if !s.mayReconnect(attempt, err) {
 				s.emit(closingError{err})
-				s.emit(CloseEvent{Code: StatusAbnormalClosure})
+				s.emit(CloseEvent{Code: StatusAbnormalClosure, Err: err})
 				return
 			}
 			s.emit(ErrorEvent{Err: err})
@@ -672,9 +683,9 @@ func (s *Socket) run() {
 		if req != nil {
 			return
 		}
-		lastErr = CloseError{Code: ce.Code, Reason: ce.Reason}
-		if failure != nil {
-			lastErr = failure
+		lastErr = ce.Err
+		if lastErr == nil {
+			lastErr = CloseError{Code: ce.Code, Reason: ce.Reason}
 		}
 		attempt = 1
 		if !s.mayReconnect(attempt, lastErr) {
@@ -704,7 +715,7 @@ func (s *Socket) endWhileConnecting(err error) {
 		err = errors.New("ws: socket closed before the connection was established")
 	}
 	s.emit(closingError{err})
-	s.emit(CloseEvent{Code: StatusAbnormalClosure})
+	s.emit(CloseEvent{Code: StatusAbnormalClosure, Err: err})
 }
 
 // mayReconnect tells whether attempt (from 1) may be made after err.
@@ -798,7 +809,7 @@ func (s *Socket) connect(attempt int) (*Conn, error) {
 func (s *Socket) serve(conn *Conn) (CloseEvent, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var heartbeatErr atomic.Pointer[error]
+	var heartbeatErr, writeErr atomic.Pointer[error]
 	var wg sync.WaitGroup
 	readDone := make(chan error, 1)
 	wg.Add(2)
@@ -808,7 +819,9 @@ func (s *Socket) serve(conn *Conn) (CloseEvent, error) {
 	}()
 	go func() {
 		defer wg.Done()
-		s.writeLoop(cctx, conn)
+		if err := s.writeLoop(cctx, conn); err != nil {
+			writeErr.Store(&err)
+		}
 	}()
 	if hb := s.opts.Heartbeat; hb != nil {
 		wg.Add(1)
@@ -825,23 +838,34 @@ func (s *Socket) serve(conn *Conn) (CloseEvent, error) {
 	_ = conn.CloseNow()
 	wg.Wait()
 
+	// As in the browser, a connection that ends without a close frame is
+	// closed (1006), and only one that we fail (a protocol violation, a
+	// heartbeat without an answer) also reports an error.
+	lost := CloseEvent{Code: StatusAbnormalClosure, Err: err}
 	if p := heartbeatErr.Load(); p != nil {
-		return CloseEvent{Code: StatusAbnormalClosure}, *p
+		lost.Err = *p
+		return lost, *p
 	}
 	var ce CloseError
 	var ab *abnormalClosure
 	switch {
 	case errors.As(err, &ab):
-		return CloseEvent{Code: StatusAbnormalClosure}, err
+		return lost, nil
 	case errors.As(err, &ce):
 		return CloseEvent{Code: ce.Code, Reason: ce.Reason, WasClean: true}, nil
+	case errors.Is(err, ErrProtocol) || errors.Is(err, ErrMessageTooBig):
+		// We failed the connection with its code, and report 1006, as
+		// the browser does.
+		return lost, err
+	case writeErr.Load() != nil:
+		lost.Err = *writeErr.Load()
+		return lost, nil
 	case s.closing():
 		// Our close got no answer in time, or the context cut it short.
-		return CloseEvent{Code: StatusAbnormalClosure}, nil
+		lost.Err = fmt.Errorf("ws: the close handshake did not complete: %w", err)
+		return lost, nil
 	default:
-		// A protocol violation (we failed the connection with its code,
-		// but report 1006, as the browser does) or a write error.
-		return CloseEvent{Code: StatusAbnormalClosure}, err
+		return lost, err
 	}
 }
 
@@ -886,20 +910,23 @@ func (s *Socket) readLoop(conn *Conn) error {
 
 // writeLoop writes the queued messages in order and, when Close is called,
 // runs the close handshake after them. It ends when ctx is done or a write
-// fails (the connection is then closed).
-func (s *Socket) writeLoop(ctx context.Context, conn *Conn) {
+// fails; it then closes the connection and returns the write's error.
+func (s *Socket) writeLoop(ctx context.Context, conn *Conn) error {
 	for {
 		s.mu.Lock()
 		m, ok := s.queue.peek()
-		req := s.closeReq
+		req, goAway := s.closeReq, s.goAway
 		s.mu.Unlock()
 		switch {
-		case req != nil && req.goAway:
-			return // waitConn closes the connection
+		case goAway:
+			return nil // waitConn closes the connection
 		case ok:
 			if err := conn.Write(ctx, m.typ, m.data); err != nil {
 				_ = conn.CloseNow()
-				return
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
 			s.mu.Lock()
 			if s.queue.popIf(m.seq) {
@@ -909,15 +936,15 @@ func (s *Socket) writeLoop(ctx context.Context, conn *Conn) {
 			continue
 		case req != nil && req.from == StateConnecting:
 			_ = conn.CloseNow()
-			return
+			return nil
 		case req != nil:
 			_ = conn.Close(req.code, req.reason)
-			return
+			return nil
 		}
 		select {
 		case <-s.wake:
 		case <-ctx.Done():
-			return
+			return nil
 		}
 	}
 }
