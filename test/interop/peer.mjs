@@ -22,9 +22,14 @@
 //   {"conn":n, "op":"close", "code":n, "reason":"..."}   (code 0 or absent: no code)
 //   {"conn":n, "op":"terminate"}                         (TCP close, no close frame)
 //   {"conn":n, "op":"echo", "on":bool}                   (echo received messages)
+//   {"conn":n, "op":"pause"}    stops reading the socket (ws's pause(): no
+//       message, ping or close is read, so pings go unanswered and the
+//       peer's writes back up), then reports a paused event
+//   {"conn":n, "op":"resume"}   reads again (ws's resume()), then reports resumed
 // Events:
 //   open {protocol, extensions}, deflate {extensions}, message {binary, len, sha256, data if len <= 4096},
-//   ping {data}, pong {data}, close {code, reason}, error {message, errCode}.
+//   ping {data}, pong {data}, close {code, reason}, error {message, errCode},
+//   paused, resumed.
 // The process exits when stdin ends.
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -96,6 +101,14 @@ export function attach(ws, conn, { echo = false } = {}) {
         break;
       case 'echo':
         echoing = !!cmd.on;
+        break;
+      case 'pause':
+        ws.pause();
+        emit({ conn, ev: 'paused' });
+        break;
+      case 'resume':
+        ws.resume();
+        emit({ conn, ev: 'resumed' });
         break;
       default:
         throw new Error('unknown op');
