@@ -174,6 +174,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	_ = nc.SetWriteDeadline(time.Time{})
 
 	c := newConn(nc, br, false, subprotocol, cfg) // br reads through src; writes go straight to nc (writev needs the real TCPConn)
+	c.src = src
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
 		c.extensions = deflate.String()

@@ -392,13 +392,72 @@ func echo(ctx context.Context, c *ws.Conn, useReader bool) error {
 // direction runs a script against one side of ours and returns the error
 // that ended the echo loop.
 type direction struct {
-	name string
-	run  func(t *testing.T, lim limits, useReader bool, script func(p *peer)) error
+	name    string
+	run     func(t *testing.T, lim limits, useReader bool, script func(p *peer)) error
+	handler bool // a Server with a Handler: it reads, so useReader does not apply
 }
 
 var directions = []direction{
-	{"server", runAgainstServer},
-	{"client", runAgainstClient},
+	{name: "server", run: runAgainstServer},
+	{name: "client", run: runAgainstClient},
+	{name: "handler", run: runAgainstHandler(false), handler: true},
+	{name: "poller", run: runAgainstHandler(true), handler: true},
+}
+
+// runAgainstHandler runs our Server with an echo Handler, in the portable
+// mode or held by a Poller, and plays script as a raw client.
+func runAgainstHandler(poll bool) func(t *testing.T, lim limits, useReader bool, script func(p *peer)) error {
+	return func(t *testing.T, lim limits, _ bool, script func(p *peer)) error {
+		var poller *ws.Poller
+		if poll {
+			var err error
+			if poller, err = ws.NewPoller(nil); err != nil {
+				t.Skipf("no poller here: %v", err)
+			}
+			defer poller.Close()
+		}
+		errc := make(chan error, 1)
+		opened := false
+		srv := httptest.NewServer(&ws.Server{
+			Options: &ws.AcceptOptions{ReadLimit: lim.readLimit, MaxFragments: lim.maxFragments, Compression: lim.compression()},
+			Poller:  poller,
+			Handler: ws.HandlerFuncs{
+				Open: func(c *ws.Conn) { opened = true },
+				Message: func(c *ws.Conn, typ ws.MessageType, data []byte) {
+					if !opened {
+						t.Error("OnMessage before OnOpen")
+					}
+					_ = c.Write(context.Background(), typ, data)
+				},
+				Error: func(c *ws.Conn, err error) {
+					if !errors.Is(err, ws.ErrProtocol) && !errors.Is(err, ws.ErrMessageTooBig) {
+						t.Errorf("OnError(%v): want a protocol violation", err)
+					}
+				},
+				Close: func(c *ws.Conn, err error) { errc <- err },
+			},
+		})
+		defer srv.Close()
+		nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		p := &peer{t: t, nc: nc, br: bufio.NewReader(nc), client: true, deflate: lim.deflate}
+		p.clientHandshake(srv.Listener.Addr().String())
+		script(p)
+		nc.Close()
+		select {
+		case err := <-errc:
+			if poller != nil && poller.Len() != 0 {
+				t.Errorf("the poller still holds %d connections after OnClose", poller.Len())
+			}
+			return err
+		case <-time.After(ioTimeout):
+			t.Fatal("OnClose not called after the raw client closed")
+			return nil
+		}
+	}
 }
 
 // runAgainstServer runs our Server with an echo handler and plays script
@@ -542,6 +601,9 @@ type conformanceCase struct {
 func runCases(t *testing.T, cases []conformanceCase) {
 	for _, d := range directions {
 		for _, api := range []string{"Read", "Reader"} {
+			if d.handler && api == "Reader" {
+				continue
+			}
 			for _, tc := range cases {
 				t.Run(d.name+"/"+api+"/"+tc.name, func(t *testing.T) {
 					t.Parallel()

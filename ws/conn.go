@@ -121,19 +121,23 @@ type Conn struct {
 	cfg         connConfig
 
 	// Reading: guarded by readMu.
-	readMu   semaphore
-	br       *bufio.Reader
-	rd       messageState
-	pending  []pendingMessage // read by Close, not yet by the application
-	msgSeq   uint64           // messages begun, so a stale message reader can tell
-	readErr  error            // sticky: set once the read side failed
-	readWait ctxWatch
+	readMu    semaphore
+	br        *bufio.Reader // nil while a Poller holds the connection idle
+	src       net.Conn      // what br reads from
+	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
+	yieldSkip bool          // except at its first header: the socket has input
+	rd        messageState
+	pending   []pendingMessage // read by Close, not yet by the application
+	msgSeq    uint64           // messages begun, so a stale message reader can tell
+	readErr   error            // sticky: set once the read side failed
+	readWait  ctxWatch
 
 	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
 	// one frame, so that control frames can go between a message's frames.
 	writeMsgMu   semaphore
 	writeFrameMu semaphore
-	wbuf         []byte // frame headers and small or masked payloads
+	wbuf         []byte  // frame headers and small or masked payloads; nil while pooled and idle
+	wbufBox      *[]byte // the pool's box for wbuf, when borrowed
 	iov          [2][]byte
 	bufs         net.Buffers
 	owed         []byte                  // the unsent rest of a frame a deadline cut short
@@ -151,6 +155,11 @@ type Conn struct {
 	// permessage-deflate, when negotiated (nil otherwise).
 	deflate    *deflateState
 	extensions string // the Sec-WebSocket-Extensions answer
+
+	// Held by a Poller: buffers are borrowed for each read and write, and
+	// onClosed runs once the connection is closed.
+	pooled   atomic.Bool
+	onClosed atomic.Pointer[func()]
 
 	// Closing.
 	closeMu    sync.Mutex
@@ -186,7 +195,6 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 		subprotocol: subprotocol,
 		cfg:         cfg,
 		br:          br,
-		wbuf:        make([]byte, 0, cfg.writeBufferSize),
 		peerClosed:  make(chan struct{}),
 		closed:      make(chan struct{}),
 	}
@@ -196,6 +204,7 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 	if br == nil {
 		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
 	}
+	c.src = nc
 	c.readWait.set = nc.SetReadDeadline
 	c.writeWait.set = nc.SetWriteDeadline
 	if client {
@@ -246,6 +255,7 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 		return 0, dst, c.lockError(err)
 	}
 	defer c.readMu.unlock()
+	c.borrowReader()
 	if len(c.pending) > 0 {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
@@ -321,6 +331,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		return 0, nil, c.lockError(err)
 	}
 	defer c.readMu.unlock()
+	c.borrowReader()
 	if len(c.pending) > 0 {
 		m := c.popPending()
 		return m.typ, bytes.NewReader(m.data), nil
@@ -351,6 +362,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, c.lockError(err)
 	}
 	defer c.readMu.unlock()
+	c.borrowReader()
 	if c.msgSeq != r.seq {
 		r.done = true
 		return 0, errors.New("ws: read from a message reader after the next message was requested")
@@ -629,9 +641,17 @@ func (c *Conn) discardPayload() (int64, error) {
 }
 
 // readDataHeader reads frame headers, handling any control frames, until a
-// data frame's header arrives.
+// data frame's header arrives. Between messages, when c.yield is set and no
+// input is buffered, it returns errWouldBlock instead of waiting.
 func (c *Conn) readDataHeader() (header, error) {
 	for {
+		if c.yield && !c.rd.inMessage {
+			if c.yieldSkip {
+				c.yieldSkip = false
+			} else if c.bufferedInput() == 0 {
+				return header{}, errWouldBlock
+			}
+		}
 		h, err := c.readHeader()
 		if err != nil {
 			return h, err
@@ -781,6 +801,7 @@ func (c *Conn) peerClosing(ce CloseError) error {
 	if c.client {
 		// The server closes the TCP connection first (RFC 6455 §7.1.1),
 		// which spares it the TIME_WAIT state; give it a moment to.
+		c.borrowReader()
 		c.readWait.stop() // a context's late deadline must not cut this short
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		_, _ = c.br.Discard(c.br.Buffered())
@@ -1149,6 +1170,13 @@ func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p [
 }
 
 func (c *Conn) writeFrameLocked(ctx context.Context, fin, rsv1 bool, op opcode, p []byte) error {
+	c.borrowWriteBuf()
+	err := c.writeFrameBuf(ctx, fin, rsv1, op, p)
+	c.releaseWriteBuf()
+	return err
+}
+
+func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p []byte) error {
 	if len(c.owed) > 0 {
 		n, err := c.nc.Write(c.owed)
 		c.owed = c.owed[n:]
@@ -1329,6 +1357,7 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 		// them (the usual shape: a reader goroutine, and Close called from
 		// another), within bounds. The rest of a message half read is
 		// skipped: its reader gave up, or is cut short by Close.
+		c.borrowReader()
 		c.readWait.stop() // a context's late deadline must not cut this short
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.closeTimeout))
 		var kept int64
@@ -1374,6 +1403,9 @@ func (c *Conn) closeConn() {
 		close(c.closed)
 		c.readWait.release()
 		c.writeWait.release()
+		if f := c.onClosed.Load(); f != nil {
+			(*f)()
+		}
 	})
 }
 

@@ -7,21 +7,33 @@ import (
 	"sync"
 )
 
-// Server is an http.Handler that accepts WebSocket connections and runs
-// Handle for each, on the request's goroutine. When Handle returns, the
-// connection is closed (with 1000 if Handle did not close it). Shutdown
-// closes every open connection with 1001 Going Away: net/http's own
-// Shutdown does not see connections taken over by a WebSocket.
+// Server is an http.Handler that accepts WebSocket connections and serves
+// each in one of two styles:
+//
+//   - Handle, a function that runs on the request's goroutine and reads
+//     in a loop. When it returns, the connection is closed (with 1000 if
+//     Handle did not close it).
+//   - Handler, whose methods the Server calls for the connection's events
+//     (open, message, error, close) while it reads for them.
+//
+// Shutdown closes every open connection with 1001 Going Away: net/http's
+// own Shutdown does not see connections taken over by a WebSocket.
 //
 //	srv := &ws.Server{Handle: echo}
 //	httpSrv.RegisterOnShutdown(func() { srv.Shutdown(context.Background()) })
 //
-// The zero value is not usable: Handle must be set. Fields must not change
-// after the first request.
+// The zero value is not usable: Handle or Handler must be set. Fields must
+// not change after the first request.
 type Server struct {
 	// Handle serves one connection. ctx is the request's context, done when
 	// Handle returns. Return when a read reports the connection closed.
 	Handle func(ctx context.Context, c *Conn)
+	// Handler, used when Handle is nil, receives each connection's events.
+	Handler Handler
+	// Poller, if not nil, holds the Handler's connections while they are
+	// idle, without a goroutine or a buffer each (Linux; see Poller). Nil
+	// means the portable mode: a goroutine per connection, reading.
+	Poller *Poller
 	// Options configures the handshake and the connections; nil means the
 	// defaults of AcceptOptions.
 	Options *AcceptOptions
@@ -36,8 +48,13 @@ type Server struct {
 // began; they are answered 503 Service Unavailable.
 var ErrServerClosed = errors.New("ws: server shutting down")
 
-// ServeHTTP performs the handshake and runs Handle.
+// ServeHTTP performs the handshake and serves the connection with Handle
+// or Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.Handle == nil && s.Handler == nil {
+		http.Error(w, "ws.Server: neither Handle nor Handler is set", http.StatusInternalServerError)
+		return
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -46,10 +63,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.handlers.Add(1)
 	s.mu.Unlock()
-	defer s.handlers.Done()
 
 	c, err := Accept(w, r, s.Options)
 	if err != nil {
+		s.handlers.Done()
 		return
 	}
 	s.mu.Lock()
@@ -61,20 +78,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
-	defer func() {
+	forget := func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
-		_ = c.Close(StatusNormalClosure, "")
-		_ = c.CloseNow()
-	}()
+		s.handlers.Done()
+	}
 	if closing {
 		// Shutdown began after this handshake did: the connection is
 		// closed like every other, and Handle still runs, so that it sees
 		// the 1001 as the others do.
 		go func() { _ = c.Close(StatusGoingAway, "server shutting down") }()
 	}
-	s.Handle(r.Context(), c)
+	if s.Handle == nil && s.Poller != nil && s.Poller.hold(c, s.Handler, forget) {
+		return // the poller serves it, and forgets it when it ends
+	}
+	defer forget()
+	defer func() {
+		_ = c.Close(StatusNormalClosure, "")
+		_ = c.CloseNow()
+	}()
+	if s.Handle != nil {
+		s.Handle(r.Context(), c)
+		return
+	}
+	serveHandler(r.Context(), c, s.Handler)
 }
 
 // Shutdown refuses new connections, closes every open one with 1001 Going

@@ -1,0 +1,117 @@
+package ws
+
+import (
+	"bufio"
+	"errors"
+	"sync"
+)
+
+// A connection held by a Poller keeps no buffer while idle: it borrows a
+// read buffer from a pool when input arrives and gives it back when all
+// input is consumed, and borrows its write buffer for each frame.
+
+// errWouldBlock is returned by reads in yield mode when no input is
+// buffered between messages. It never leaves the package.
+var errWouldBlock = errors.New("ws: no input buffered")
+
+// readerPools and writeBufPools hold a pool per buffer size, of
+// *bufio.Reader and of write buffers (*[]byte).
+var readerPools, writeBufPools sync.Map // int → *sync.Pool
+
+func readerPool(size int) *sync.Pool {
+	if p, ok := readerPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := readerPools.LoadOrStore(size, &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, size) }})
+	return p.(*sync.Pool)
+}
+
+func writeBufPool(size int) *sync.Pool {
+	if p, ok := writeBufPools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := writeBufPools.LoadOrStore(size, &sync.Pool{New: func() any { b := make([]byte, 0, size); return &b }})
+	return p.(*sync.Pool)
+}
+
+// borrowReader gives the connection a read buffer if it has none. readMu
+// must be held.
+func (c *Conn) borrowReader() {
+	if c.br != nil {
+		return
+	}
+	br := readerPool(c.cfg.readBufferSize).Get().(*bufio.Reader)
+	br.Reset(c.src)
+	c.br = br
+}
+
+// releaseReader gives the read buffer back to the pool if it holds no
+// input. readMu must be held.
+func (c *Conn) releaseReader() {
+	if c.br == nil || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readerPool(c.cfg.readBufferSize).Put(c.br)
+	c.br = nil
+}
+
+// bufferedInput returns the bytes read from the network and not yet
+// parsed: in the read buffer, and in the handshake's leftovers.
+func (c *Conn) bufferedInput() int {
+	n := 0
+	if c.br != nil {
+		n = c.br.Buffered()
+	}
+	if pc, ok := c.src.(*prefixConn); ok {
+		n += len(pc.prefix)
+	}
+	return n
+}
+
+// pollRead reads the next message into dst if its first bytes have
+// arrived, and returns errWouldBlock if nothing is buffered between
+// messages; with ready, the first frame header is read from the socket
+// even if nothing is buffered yet (the socket has input). Once a message
+// has begun it waits for the rest. readMu must be held.
+func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
+	c.borrowReader()
+	if len(c.pending) > 0 {
+		m := c.popPending()
+		return m.typ, append(dst, m.data...), nil
+	}
+	select {
+	case <-c.closed:
+		// Read what is left: the buffered messages, then the error that
+		// tells how the connection ended.
+	default:
+		c.yield, c.yieldSkip = true, ready
+		defer func() { c.yield, c.yieldSkip = false, false }()
+	}
+	return c.readMessage(dst)
+}
+
+// borrowWriteBuf gives the connection a write buffer if it has none.
+// writeFrameMu must be held.
+func (c *Conn) borrowWriteBuf() {
+	if c.wbuf != nil {
+		return
+	}
+	box := writeBufPool(c.cfg.writeBufferSize).Get().(*[]byte)
+	c.wbuf, c.wbufBox = (*box)[:0], box
+}
+
+// releaseWriteBuf gives the write buffer back if the connection is pooled.
+// writeFrameMu must be held.
+func (c *Conn) releaseWriteBuf() {
+	if c.wbuf == nil || !c.pooled.Load() {
+		return
+	}
+	box := c.wbufBox
+	if box == nil {
+		box = new([]byte) // the buffer newConn made, pooled from now on
+	}
+	*box = c.wbuf[:0]
+	c.wbuf, c.wbufBox = nil, nil
+	writeBufPool(c.cfg.writeBufferSize).Put(box)
+}
