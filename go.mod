@@ -7,4 +7,7 @@ require (
 	github.com/klauspost/compress v1.20.3
 	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.62.0
+	golang.org/x/term v0.47.0
 )
+
+require golang.org/x/sys v0.50.0 // indirect

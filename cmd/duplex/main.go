@@ -1,5 +1,6 @@
-// Command duplex is a ready WebSocket server (serve) and a wscat-like
-// client (connect). Run "duplex help" for the commands and their flags.
+// Command duplex is a ready WebSocket server (serve), a wscat-like client
+// (connect) and a load generator (bench). Run "duplex help" for the
+// commands and their flags.
 package main
 
 import (
@@ -16,12 +17,14 @@ import (
 const usage = `duplex — real-time WebSocket server and client
 
 Usage:
-  duplex serve   [flags]        run a server: /ws/echo and /healthz
-  duplex connect [flags] URL    talk to a WebSocket server from the terminal or a pipe
-  duplex version                print the version
-  duplex help [command]         show help
+  duplex serve   [flags]                run a server: /ws/echo, /ws/broadcast and /healthz
+  duplex connect [flags] URL            talk to a WebSocket server from the terminal or a pipe
+  duplex bench   SCENARIO [flags] URL   load a WebSocket server: echo, idle, connect or fanout
+  duplex version                        print the version
+  duplex help [command]                 show help
 
-Run "duplex help serve" or "duplex help connect" for their flags.
+Run "duplex help serve", "duplex help connect" or "duplex help bench" for
+their flags.
 `
 
 func main() {
@@ -41,6 +44,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = serveCmd(rest, stderr)
 	case "connect":
 		err = connectCmd(rest, stdin, stdout, stderr)
+	case "bench":
+		err = benchCmd(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "duplex", version())
 		return 0

@@ -21,9 +21,15 @@ import (
 const serveUsage = `Usage: duplex serve [flags]
 
 Runs a WebSocket server on one port:
-  /ws/echo   every message comes back unchanged (text as text, binary as binary);
-             permessage-deflate is negotiated when the client offers it
-  /healthz   200 "ok" while serving, 503 while shutting down
+  /ws/echo       every message comes back unchanged (text as text, binary as
+                 binary); permessage-deflate is negotiated when the client
+                 offers it
+  /ws/broadcast  every message a client sends goes to every client connected
+                 here, the sender included, in the same order for all; each
+                 message is framed (and compressed, without context takeover)
+                 once. A client that falls behind (256 messages or 4 MiB not
+                 yet written to it) is closed with 1013 Try Again Later
+  /healthz       200 "ok" while serving, 503 while shutting down
 
 On SIGINT or SIGTERM it stops accepting, closes WebSockets with 1001 Going
 Away, and exits 0 once they are closed (at most --drain later).
@@ -55,7 +61,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serves https:// and wss://")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.Var(&cfg.origins, "origin", "browser Origin `pattern` allowed besides the server's own host, e.g. 'https://*.example.com' or 'localhost:*' (repeatable)")
-	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo; larger ones close with 1009")
+	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo and /ws/broadcast; larger ones close with 1009")
 	fs.BoolVar(&cfg.noDeflate, "no-deflate", false, "do not negotiate permessage-deflate compression")
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -124,11 +130,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	defer cancel()
 	// net/http's Shutdown does not see hijacked connections: close the
 	// WebSockets with 1001 alongside it.
-	werr := make(chan error, 1)
+	werr := make(chan error, 2)
 	go func() { werr <- app.echo.Shutdown(dctx) }()
+	go func() { werr <- app.broadcast.Shutdown(dctx) }()
 	err = srv.Shutdown(dctx)
-	if e := <-werr; err == nil {
-		err = e
+	for range 2 {
+		if e := <-werr; err == nil {
+			err = e
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -151,17 +160,22 @@ func displayAddr(a net.Addr) string {
 
 // server holds the endpoints of duplex serve.
 type server struct {
-	mux      *http.ServeMux
-	echo     *ws.Server
-	draining atomic.Bool
-	log      *slog.Logger
+	mux       *http.ServeMux
+	echo      *ws.Server
+	broadcast *ws.Server
+	hub       *hub
+	draining  atomic.Bool
+	log       *slog.Logger
 }
 
 func newServer(cfg serveConfig, log *slog.Logger) *server {
-	s := &server{mux: http.NewServeMux(), log: log}
-	var compression *ws.Compression
+	s := &server{mux: http.NewServeMux(), log: log, hub: newHub(log)}
+	var compression, broadcastCompression *ws.Compression
 	if !cfg.noDeflate {
 		compression = &ws.Compression{}
+		// Without context takeover a broadcast is compressed once for
+		// every subscriber; with it, each connection would compress it again.
+		broadcastCompression = &ws.Compression{NoContextTakeover: true}
 	}
 	s.echo = &ws.Server{
 		Handle: s.handleEcho,
@@ -171,7 +185,16 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 			Compression:    compression,
 		},
 	}
+	s.broadcast = &ws.Server{
+		Handle: s.handleBroadcast,
+		Options: &ws.AcceptOptions{
+			OriginPatterns: cfg.origins,
+			ReadLimit:      cfg.maxMessage,
+			Compression:    broadcastCompression,
+		},
+	}
 	s.mux.Handle("GET /ws/echo", s.echo)
+	s.mux.Handle("GET /ws/broadcast", s.broadcast)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	return s
 }

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/duplexrt/duplex/ws"
+)
+
+const benchUsage = `Usage: duplex bench SCENARIO [flags] URL
+
+Loads a WebSocket server (ours or any other) and reports what it sustained.
+A run always ends by itself: after --duration, or once --count operations
+are done, whichever comes first (Ctrl-C ends it early, with a summary). A
+progress line is drawn on standard error when it is a terminal; the summary
+goes to standard output, as a table or, with --json, as one JSON object.
+
+Scenarios:
+  echo     --conns connections (default 100), each in a closed loop: send a
+           message of --size bytes, wait for it to come back, check it,
+           repeat; --pipeline K keeps K messages in flight per connection.
+           Reports messages/s, bytes/s, round-trip latency p50/p90/p99/max
+           and errors. --count counts messages.
+             duplex bench echo --conns 1000 ws://127.0.0.1:8080/ws/echo
+  idle     opens --conns connections (default 1000; at most
+           --dial-concurrency handshakes at a time, at most --rate per
+           second), holds them for --duration, pings each every
+           --ping-interval, then closes them. Reports established and failed
+           connections, handshake latency, and with --server-pid the
+           server's memory per connection.
+             duplex bench idle --conns 19500 --server-pid $(pidof duplex) ws://127.0.0.1:8080/ws/echo
+  connect  --conns workers (default 10) each open a connection (the full
+           handshake) and close it (the close handshake), in a loop.
+           Reports handshakes/s, handshake and close latency, failures by
+           reason. --count counts handshakes, --rate limits them.
+  fanout   --conns subscribers (default 100) and one publisher, all on URL,
+           a broadcast endpoint such as duplex serve's /ws/broadcast. The
+           publisher sends --rate messages per second (default 100), each
+           starting with its send time (8 bytes, or 16 hex digits as text);
+           every subscriber counts what it gets and its latency. Reports
+           deliveries/s, expected and received deliveries (losses), latency
+           p50/p99/max. --count counts messages sent.
+             duplex bench fanout --conns 1000 ws://127.0.0.1:8080/ws/broadcast
+
+Only loopback targets (127.0.0.0/8, ::1, localhost) are allowed unless
+--allow-remote is given: load only servers you are responsible for.
+
+--server-pid PID (Linux, a server on this machine) samples /proc/PID/stat and
+/proc/PID/status around the measurement: the server's CPU time per message
+(or handshake, or delivery) and its resident memory. The client's own CPU
+time is reported too: if it nears one core per GOMAXPROCS, the load
+generator, not the server, is the limit.
+
+Flags:
+`
+
+// benchScenarios are the scenarios bench runs, in the order of the usage.
+var benchScenarios = []string{"echo", "idle", "connect", "fanout"}
+
+// benchFlagScenarios lists the flags that only some scenarios take; using
+// one with another scenario is an error rather than silently ignored.
+var benchFlagScenarios = map[string][]string{
+	"count":         {"echo", "connect", "fanout"},
+	"size":          {"echo", "fanout"},
+	"binary":        {"echo", "fanout"},
+	"warmup":        {"echo", "connect", "fanout"},
+	"pipeline":      {"echo"},
+	"ping-interval": {"idle"},
+	// connect's workers each run one handshake at a time: --conns is its
+	// concurrency.
+	"dial-concurrency": {"echo", "idle", "fanout"},
+}
+
+// benchConfig is the parsed command line of duplex bench.
+type benchConfig struct {
+	scenario        string
+	url             string
+	conns           int
+	duration        time.Duration
+	count           int64
+	size            int
+	binary          bool
+	deflate         bool
+	rate            float64
+	json            bool
+	allowRemote     bool
+	serverPID       int
+	warmup          time.Duration
+	pipeline        int
+	pingInterval    time.Duration
+	dialConcurrency int
+	timeout         time.Duration
+	insecure        bool
+	headers         multiFlag
+}
+
+// defaultConns is --conns per scenario when not given.
+var defaultConns = map[string]int{"echo": 100, "idle": 1000, "connect": 10, "fanout": 100}
+
+func benchCmd(args []string, stdout, stderr io.Writer) error {
+	cfg := benchConfig{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&cfg.conns, "conns", 0, "connections (echo, idle), workers (connect) or subscribers (fanout); default 100, idle 1000, connect 10")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (idle: how long to hold the connections)")
+	fs.Int64Var(&cfg.count, "count", 0, "stop after this many messages (echo, fanout) or handshakes (connect); 0: no count, --duration alone")
+	fs.IntVar(&cfg.size, "size", 32, "message size in `bytes` (echo, fanout)")
+	fs.BoolVar(&cfg.binary, "binary", false, "send binary messages instead of text (echo, fanout)")
+	fs.BoolVar(&cfg.deflate, "deflate", false, "offer permessage-deflate compression")
+	fs.Float64Var(&cfg.rate, "rate", 0, "at most this many messages (echo, fanout) or handshakes (idle, connect) per second, all connections together; 0: as fast as possible (fanout: 100)")
+	fs.BoolVar(&cfg.json, "json", false, "print the summary as JSON")
+	fs.BoolVar(&cfg.allowRemote, "allow-remote", false, "allow a target that is not a loopback address")
+	fs.IntVar(&cfg.serverPID, "server-pid", 0, "`PID` of the server, on this machine (Linux): report its CPU time and memory")
+	fs.DurationVar(&cfg.warmup, "warmup", 0, "run this long before measuring (echo, connect, fanout)")
+	fs.IntVar(&cfg.pipeline, "pipeline", 1, "messages in flight per connection (echo)")
+	fs.DurationVar(&cfg.pingInterval, "ping-interval", 0, "ping every connection this often while holding them (idle); 0: no pings")
+	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 200, "at most this many opening handshakes at a time (echo, idle, fanout)")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "handshake timeout")
+	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate (wss://)")
+	fs.Var(&cfg.headers, "H", "extra request header `'Name: value'` (repeatable)")
+
+	if len(args) == 0 {
+		fs.Usage()
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	cfg.scenario = args[0]
+	if cfg.scenario == "socketio" {
+		return errors.New(`scenario "socketio" is not implemented yet: use echo, idle, connect or fanout`)
+	}
+	if !slices.Contains(benchScenarios, cfg.scenario) {
+		fmt.Fprintf(stderr, "duplex bench: unknown scenario %q: use %s\n", cfg.scenario, strings.Join(benchScenarios, ", "))
+		return errUsage
+	}
+	rest, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		fmt.Fprintf(stderr, "duplex bench %s takes one URL, got %d arguments\nUsage: duplex bench SCENARIO [flags] URL (duplex help bench)\n", cfg.scenario, len(rest))
+		return errUsage
+	}
+	cfg.url = rest[0]
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := cfg.validate(set); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The first Ctrl-C ends the run with a summary; a second one kills.
+	context.AfterFunc(ctx, stop)
+	return runBench(ctx, &cfg, stdout, stderr)
+}
+
+// validate checks the flags and fills in the per-scenario defaults. set
+// holds the flags given on the command line.
+func (cfg *benchConfig) validate(set map[string]bool) error {
+	for name, scenarios := range benchFlagScenarios {
+		if set[name] && !slices.Contains(scenarios, cfg.scenario) {
+			return fmt.Errorf("--%s does not apply to %s (only to %s)", name, cfg.scenario, strings.Join(scenarios, ", "))
+		}
+	}
+	if cfg.conns == 0 {
+		cfg.conns = defaultConns[cfg.scenario]
+	}
+	if cfg.scenario == "fanout" && !set["rate"] {
+		cfg.rate = 100
+	}
+	switch {
+	case cfg.conns < 0:
+		return fmt.Errorf("--conns %d: must be positive", cfg.conns)
+	case cfg.duration <= 0:
+		return fmt.Errorf("--duration %v: must be positive, so that the run ends by itself", cfg.duration)
+	case cfg.count < 0:
+		return fmt.Errorf("--count %d: must be positive, or 0 for no count", cfg.count)
+	case cfg.size < 0:
+		return fmt.Errorf("--size %d: must not be negative", cfg.size)
+	case cfg.rate < 0:
+		return fmt.Errorf("--rate %v: must not be negative", cfg.rate)
+	case cfg.warmup < 0:
+		return fmt.Errorf("--warmup %v: must not be negative", cfg.warmup)
+	case cfg.pipeline < 1:
+		return fmt.Errorf("--pipeline %d: must be at least 1", cfg.pipeline)
+	case cfg.pingInterval < 0:
+		return fmt.Errorf("--ping-interval %v: must not be negative", cfg.pingInterval)
+	case cfg.dialConcurrency < 1:
+		return fmt.Errorf("--dial-concurrency %d: must be at least 1", cfg.dialConcurrency)
+	case cfg.timeout <= 0:
+		return fmt.Errorf("--timeout %v: must be positive", cfg.timeout)
+	case cfg.serverPID < 0:
+		return fmt.Errorf("--server-pid %d: not a process id", cfg.serverPID)
+	case cfg.scenario == "fanout" && cfg.rate == 0:
+		return errors.New("--rate 0: fanout needs a message rate (the default is 100 per second)")
+	case cfg.scenario == "fanout" && cfg.size < stampLen(cfg.binary):
+		return fmt.Errorf("--size %d: fanout messages start with their send time, %d bytes as %s; use --size %[2]d or more", cfg.size, stampLen(cfg.binary), msgType(cfg.binary))
+	}
+	for _, h := range cfg.headers {
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+			return fmt.Errorf("-H %q: want 'Name: value'", h)
+		}
+	}
+	return checkTarget(cfg.url, cfg.allowRemote)
+}
+
+// checkTarget refuses URLs that are not WebSocket URLs, and hosts that are
+// not loopback unless allowRemote: a load generator pointed at someone
+// else's server by mistake is an attack.
+func checkTarget(raw string, allowRemote bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss", "http", "https":
+	default:
+		return fmt.Errorf("URL %q: want ws:// or wss://", raw)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return fmt.Errorf("URL %q has no host", raw)
+	}
+	if allowRemote || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("refusing to load %s: %q is not a loopback address (127.0.0.0/8, ::1, localhost); pass --allow-remote if the server is yours to load", raw, host)
+}
+
+// isLoopback reports whether host is a loopback IP or "localhost". Names are
+// not resolved: a name that resolves to loopback today may not tomorrow.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func msgType(binary bool) ws.MessageType {
+	if binary {
+		return ws.MessageBinary
+	}
+	return ws.MessageText
+}
+
+// dialOptions builds the options every connection of the run uses. bufSize
+// sizes the connection's buffers (0: the default).
+func (cfg *benchConfig) dialOptions(bufSize int) *ws.DialOptions {
+	opts := &ws.DialOptions{
+		Header:           make(http.Header),
+		HandshakeTimeout: cfg.timeout,
+		ReadLimit:        max(int64(cfg.size)+1024, 16<<20),
+		ReadBufferSize:   bufSize,
+		WriteBufferSize:  bufSize,
+		// The process's own environment should not send a load test
+		// through a proxy.
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
+	}
+	for _, h := range cfg.headers {
+		name, value, _ := strings.Cut(h, ":")
+		opts.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if cfg.deflate {
+		opts.Compression = &ws.Compression{}
+	}
+	if cfg.insecure {
+		opts.TLSConfig = &tls.Config{InsecureSkipVerify: true}
+	}
+	return opts
+}
+
+// messageBufSize sizes the buffers of connections that send messages of
+// size bytes: a client masks through its write buffer, so one that holds
+// the whole frame sends it in one system call.
+func messageBufSize(size int) int {
+	return min(max(size+14, ws.DefaultBufferSize), 256<<10)
+}
+
+// filesNeeded estimates the descriptors the scenario opens at once.
+func (cfg *benchConfig) filesNeeded() uint64 {
+	n := uint64(cfg.conns)
+	switch cfg.scenario {
+	case "fanout":
+		n++
+	case "connect":
+		n *= 2 // a connection closing while the next opens
+	}
+	return n + 32 // standard streams, the poller, the odd file
+}
+
+// runBench runs cfg's scenario and prints the summary on stdout.
+func runBench(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) error {
+	soft, hard, err := raiseFileLimit()
+	if need := cfg.filesNeeded(); err == nil && soft < need {
+		return fmt.Errorf("--conns %d needs about %d open files, but this process may open only %d (hard limit %d): raise the hard limit (ulimit -Hn, or LimitNOFILE= for a systemd service) or use fewer connections",
+			cfg.conns, need, soft, hard)
+	}
+	var server *serverProbe
+	if cfg.serverPID > 0 {
+		server, err = newServerProbe(cfg.serverPID)
+		if err != nil {
+			return fmt.Errorf("--server-pid %d: %w", cfg.serverPID, err)
+		}
+		if lim := procOpenFileLimit(cfg.serverPID); lim >= 0 && lim < int64(cfg.conns)+16 {
+			fmt.Fprintf(stderr, "warning: the server (pid %d) may open only %d files: it cannot hold %d connections; raise its limit (ulimit -n)\n", cfg.serverPID, lim, cfg.conns)
+		}
+	}
+	sum := &benchSummary{
+		Scenario: cfg.scenario,
+		URL:      cfg.url,
+		Conns:    cfg.conns,
+		Deflate:  cfg.deflate,
+		Rate:     cfg.rate,
+	}
+	if slices.Contains(benchFlagScenarios["size"], cfg.scenario) {
+		sum.Size, sum.Binary = cfg.size, cfg.binary
+	}
+	if cfg.scenario == "echo" {
+		sum.Pipeline = cfg.pipeline
+	}
+	r := &benchRun{cfg: cfg, sum: sum, prog: newProgress(stderr), server: server, client: newClientProbe()}
+	switch cfg.scenario {
+	case "echo":
+		err = r.echo(ctx)
+	case "idle":
+		err = r.idle(ctx)
+	case "connect":
+		err = r.connect(ctx)
+	case "fanout":
+		err = r.fanout(ctx)
+	}
+	r.prog.end()
+	if err != nil {
+		return err
+	}
+	if cfg.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		sum.print(stdout)
+	}
+	if r.failed != "" {
+		return errors.New(r.failed)
+	}
+	return nil
+}
+
+// benchRun is one run of a scenario: its configuration, its summary in the
+// making, and the probes that sample the processes.
+type benchRun struct {
+	cfg    *benchConfig
+	sum    *benchSummary
+	prog   *progress
+	server *serverProbe // nil without --server-pid
+	client *clientProbe // nil where /proc is missing
+	failed string       // set by a scenario that ran but achieved nothing: the exit status is 1
+}
