@@ -68,7 +68,13 @@ func startServe(t *testing.T, cfg serveConfig) (string, func() error) {
 }
 
 func TestServeEchoAndHealth(t *testing.T) {
-	addr, stop := startServe(t, serveConfig{})
+	for _, io := range []string{"poller", "goroutine"} {
+		t.Run(io, func(t *testing.T) { testServeEchoAndHealth(t, io) })
+	}
+}
+
+func testServeEchoAndHealth(t *testing.T, ioMode string) {
+	addr, stop := startServe(t, serveConfig{io: ioMode})
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil {
 		t.Fatal(err)

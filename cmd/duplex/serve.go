@@ -47,6 +47,7 @@ type serveConfig struct {
 	drain      time.Duration
 	logLevel   string
 	logFormat  string
+	io         string
 }
 
 func serveCmd(args []string, stderr io.Writer) error {
@@ -66,6 +67,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&cfg.io, "io", "poller", "how /ws/echo waits for input: `poller` (Linux epoll: an idle connection holds no goroutine or buffer; TLS connections and other systems fall back to goroutine) or goroutine (one per connection)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -76,6 +78,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	if (cfg.tlsCert == "") != (cfg.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.io != "poller" && cfg.io != "goroutine" {
+		return fmt.Errorf("--io %q: use poller or goroutine", cfg.io)
 	}
 	if cfg.maxMessage <= 0 {
 		return fmt.Errorf("--max-message %d: must be positive", cfg.maxMessage)
@@ -139,6 +144,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 			err = e
 		}
 	}
+	if app.poller != nil {
+		_ = app.poller.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
@@ -164,6 +172,7 @@ type server struct {
 	echo      *ws.Server
 	broadcast *ws.Server
 	hub       *hub
+	poller    *ws.Poller // nil in the goroutine mode
 	draining  atomic.Bool
 	log       *slog.Logger
 }
@@ -177,8 +186,16 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 		// every subscriber; with it, each connection would compress it again.
 		broadcastCompression = &ws.Compression{NoContextTakeover: true}
 	}
+	if cfg.io == "poller" {
+		p, err := ws.NewPoller(nil)
+		if err != nil {
+			log.Warn("no poller: /ws/echo runs a goroutine per connection", "err", err)
+		}
+		s.poller = p
+	}
 	s.echo = &ws.Server{
-		Handle: s.handleEcho,
+		Handler: echoHandler{log},
+		Poller:  s.poller,
 		Options: &ws.AcceptOptions{
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
@@ -214,30 +231,25 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok\n")
 }
 
-// echoKeep is the buffer size an echo connection keeps between messages;
-// a larger message's buffer is dropped after use, so one big message does
-// not pin its memory for the connection's life.
-const echoKeep = 64 << 10
+// echoHandler sends every message back unchanged. The Server reads into a
+// buffer it reuses, so echoing allocates nothing.
+type echoHandler struct{ log *slog.Logger }
 
-// handleEcho sends every message back unchanged.
-func (s *server) handleEcho(ctx context.Context, c *ws.Conn) {
-	log := s.log.With("remote", c.RemoteAddr().String())
-	log.Debug("echo connection open")
-	var buf []byte
-	for {
-		typ, p, err := c.ReadAppend(ctx, buf[:0])
-		if err != nil {
-			log.Debug("echo connection closed", "err", err)
-			return
-		}
-		if err := c.Write(ctx, typ, p); err != nil {
-			log.Debug("echo write failed", "err", err)
-			return
-		}
-		if cap(p) <= echoKeep {
-			buf = p
-		} else {
-			buf = nil
-		}
+func (h echoHandler) OnOpen(c *ws.Conn) {
+	h.log.Debug("echo connection open", "remote", c.RemoteAddr().String())
+}
+
+func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
+	if err := c.Write(context.Background(), typ, data); err != nil {
+		h.log.Debug("echo write failed", "remote", c.RemoteAddr().String(), "err", err)
+		_ = c.CloseNow()
 	}
+}
+
+func (h echoHandler) OnError(c *ws.Conn, err error) {
+	h.log.Debug("echo connection failed", "remote", c.RemoteAddr().String(), "err", err)
+}
+
+func (h echoHandler) OnClose(c *ws.Conn, err error) {
+	h.log.Debug("echo connection closed", "remote", c.RemoteAddr().String(), "err", err)
 }
