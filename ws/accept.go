@@ -71,6 +71,14 @@ type AcceptOptions struct {
 	// Larger buffers mean fewer system calls for large messages and more
 	// memory per connection.
 	ReadBufferSize, WriteBufferSize int
+
+	// SendQueueLimit bounds the bytes Conn.Send and Conn.SendPrepared hold
+	// queued for one connection; a message that finds the queue empty is
+	// taken whatever its size. Zero means DefaultSendQueueLimit (4 MiB).
+	SendQueueLimit int
+	// SendQueueFull is what a Send over the limit does; the zero value
+	// closes the connection with 1013 Try Again Later.
+	SendQueueFull SendQueuePolicy
 }
 
 // HandshakeError is a handshake refused because the request is not a valid
@@ -145,6 +153,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	_ = nc.SetDeadline(time.Time{})
 
 	cfg := newConnConfig(o.ReadLimit, o.MaxFragments, o.CloseTimeout, o.ReadBufferSize, o.WriteBufferSize)
+	if o.SendQueueLimit > 0 {
+		cfg.sendLimit = o.SendQueueLimit
+	}
+	cfg.sendPolicy = o.SendQueueFull
 	// Frames the client sent right behind its request may sit in
 	// net/http's buffer. Move them out, so that buffer can be dropped.
 	var src net.Conn = nc

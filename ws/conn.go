@@ -71,10 +71,12 @@ type connConfig struct {
 	closeTimeout    time.Duration
 	readBufferSize  int
 	writeBufferSize int
+	sendLimit       int
+	sendPolicy      SendQueuePolicy
 }
 
 func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration, rbuf, wbuf int) connConfig {
-	cfg := connConfig{readLimit, maxFragments, closeTimeout, rbuf, wbuf}
+	cfg := connConfig{readLimit: readLimit, maxFragments: maxFragments, closeTimeout: closeTimeout, readBufferSize: rbuf, writeBufferSize: wbuf}
 	switch {
 	case cfg.readLimit == 0:
 		cfg.readLimit = DefaultReadLimit
@@ -98,6 +100,7 @@ func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration
 		cfg.writeBufferSize = DefaultBufferSize
 	}
 	cfg.writeBufferSize = max(cfg.writeBufferSize, minBufferSize)
+	cfg.sendLimit = DefaultSendQueueLimit
 	return cfg
 }
 
@@ -146,6 +149,9 @@ type Conn struct {
 	writeErr     error
 	writeWait    ctxWatch
 	fragBufs     *sync.Pool // Writer buffers, sized to cfg.writeBufferSize
+
+	// Messages queued by Send.
+	sendQ sendQueueState
 
 	// Pings waiting for their pong.
 	pingMu  sync.Mutex

@@ -59,9 +59,11 @@ var (
 	// not open.
 	ErrNotConnected = errors.New("ws: socket is not connected")
 
-	// ErrSendQueueFull is returned by Send when the message would raise
-	// BufferedAmount over SocketOptions.SendLimit. The message is not
-	// queued; the socket stays open.
+	// ErrSendQueueFull is wrapped by the error of a send that would take a
+	// queue over its limit: Socket.Send over SocketOptions.SendLimit (the
+	// message is not queued; the socket stays open), and Conn.Send over
+	// AcceptOptions.SendQueueLimit (what follows is the SendQueueFull
+	// policy's).
 	ErrSendQueueFull = errors.New("ws: send queue is full")
 
 	// ErrNoPong is reported in an ErrorEvent when a heartbeat ping got no

@@ -1,0 +1,314 @@
+package ws
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// DefaultSendQueueLimit is the default AcceptOptions.SendQueueLimit: the
+// bytes Send may hold queued for one connection.
+const DefaultSendQueueLimit = 4 << 20
+
+// SendQueuePolicy says what Send does when a message would take a
+// connection's queue over its limit: the peer reads more slowly than the
+// application sends.
+type SendQueuePolicy int
+
+const (
+	// SendQueueClose closes the connection with 1013 Try Again Later: a
+	// peer that falls behind is let go, and can come back. The default.
+	SendQueueClose SendQueuePolicy = iota
+	// SendQueueClosePolicy closes the connection with 1008 Policy
+	// Violation.
+	SendQueueClosePolicy
+	// SendQueueDrop drops the message, and keeps the connection: for
+	// streams where a newer message replaces an older one (prices,
+	// positions).
+	SendQueueDrop
+)
+
+func (p SendQueuePolicy) String() string {
+	switch p {
+	case SendQueueClose:
+		return "close 1013"
+	case SendQueueClosePolicy:
+		return "close 1008"
+	case SendQueueDrop:
+		return "drop"
+	}
+	return fmt.Sprintf("SendQueuePolicy(%d)", int(p))
+}
+
+// sendMessage is a message queued by Send.
+type sendMessage struct {
+	typ  MessageType
+	data *[]byte          // Send's copy, from sendBufs
+	pm   *PreparedMessage // or a prepared message
+}
+
+func (m sendMessage) size() int {
+	if m.pm != nil {
+		return len(m.pm.data)
+	}
+	return len(*m.data)
+}
+
+// sendQueueState is a connection's queue of messages for Send; its writer
+// goroutine runs only while the queue holds something.
+type sendQueueState struct {
+	mu      sync.Mutex
+	msgs    []sendMessage
+	bytes   int
+	running bool
+	err     error // the write error that ended the writer; Send returns it
+}
+
+// sendBufs holds Send's copies, by capacity class (powers of two from
+// 64 bytes to 64 KiB; larger copies are left to the GC).
+var sendBufs [11]sync.Pool
+
+func sendBufClass(n int) int {
+	c := 0
+	for size := 64; size < n; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+func getSendBuf(n int) *[]byte {
+	c := sendBufClass(n)
+	if c >= len(sendBufs) {
+		b := make([]byte, n)
+		return &b
+	}
+	if p, ok := sendBufs[c].Get().(*[]byte); ok {
+		*p = (*p)[:n]
+		return p
+	}
+	b := make([]byte, n, 64<<c)
+	return &b
+}
+
+func putSendBuf(p *[]byte) {
+	c := sendBufClass(cap(*p))
+	if c < len(sendBufs) && cap(*p) == 64<<c {
+		sendBufs[c].Put(p)
+	}
+}
+
+// Send queues a copy of p as a message of type typ and returns at once;
+// a goroutine of the connection writes the queue, running only while the
+// queue holds messages. Messages go out in the order of Send, and several
+// queued messages are written with one system call where the connection
+// has no compression. Use it where a writer must not wait for a slow peer:
+// a broadcast, or a Handler that answers without blocking its reads.
+//
+// The queue holds at most AcceptOptions.SendQueueLimit bytes; a message
+// that would go over it is handled by AcceptOptions.SendQueueFull, and Send
+// returns an error wrapping ErrSendQueueFull. Once the connection is closed
+// or a queued write failed, Send returns that error. Send and Write may be
+// mixed: each message is whole on the wire, but a Write does not wait for
+// the messages queued before it, so only Send keeps Send's order. A close
+// (Close, or the SendQueueFull policy's) goes out ahead of what is still
+// queued, which is then dropped.
+func (c *Conn) Send(typ MessageType, p []byte) error {
+	if _, err := dataOpcode(typ); err != nil {
+		return err
+	}
+	buf := getSendBuf(len(p))
+	copy(*buf, p)
+	if err := c.enqueue(sendMessage{typ: typ, data: buf}); err != nil {
+		putSendBuf(buf)
+		return err
+	}
+	return nil
+}
+
+// SendPrepared queues a prepared message, as Send does, without copying
+// it: the same bytes go to every connection it is sent to.
+func (c *Conn) SendPrepared(pm *PreparedMessage) error {
+	return c.enqueue(sendMessage{typ: pm.typ, pm: pm})
+}
+
+// SendQueued returns the bytes queued by Send and SendPrepared and not yet
+// written.
+func (c *Conn) SendQueued() int {
+	c.sendQ.mu.Lock()
+	defer c.sendQ.mu.Unlock()
+	return c.sendQ.bytes
+}
+
+func (c *Conn) enqueue(m sendMessage) error {
+	q := &c.sendQ
+	q.mu.Lock()
+	if q.err != nil {
+		err := q.err
+		q.mu.Unlock()
+		return err
+	}
+	select {
+	case <-c.closed:
+		q.mu.Unlock()
+		return c.lockError(net.ErrClosed)
+	default:
+	}
+	n := m.size()
+	if q.bytes > 0 && q.bytes+n > c.cfg.sendLimit {
+		// A message that finds the queue empty always goes in, whatever
+		// its size: the limit bounds what waits, not what is sent.
+		queued := q.bytes
+		q.mu.Unlock()
+		err := fmt.Errorf("%w: %d bytes queued, %d more would pass the limit of %d (%s.SendQueueLimit)",
+			ErrSendQueueFull, queued, n, c.cfg.sendLimit, c.optionsName())
+		switch c.cfg.sendPolicy {
+		case SendQueueDrop:
+			return err
+		case SendQueueClosePolicy:
+			go func() { _ = c.Close(StatusPolicyViolation, "send queue full") }()
+		default:
+			go func() { _ = c.Close(StatusTryAgainLater, "send queue full") }()
+		}
+		return fmt.Errorf("%w; the connection is being closed", err)
+	}
+	q.msgs = append(q.msgs, m)
+	q.bytes += n
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		go c.sendLoop()
+	}
+	return nil
+}
+
+// sendBatch is the writer's scratch space, pooled between runs.
+type sendBatch struct {
+	msgs []sendMessage
+	hdrs []byte
+	iov  net.Buffers
+}
+
+var sendBatches = sync.Pool{New: func() any { return new(sendBatch) }}
+
+// sendLoop writes the queue until it is empty, then ends.
+func (c *Conn) sendLoop() {
+	q := &c.sendQ
+	b := sendBatches.Get().(*sendBatch)
+	defer func() {
+		clear(b.msgs)
+		b.msgs, b.hdrs, b.iov = b.msgs[:0], b.hdrs[:0], b.iov[:0]
+		sendBatches.Put(b)
+	}()
+	for {
+		q.mu.Lock()
+		if len(q.msgs) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		b.msgs, q.msgs = q.msgs, b.msgs[:0]
+		q.mu.Unlock()
+
+		err := c.writeBatch(b)
+		n := 0
+		for i, m := range b.msgs {
+			n += m.size()
+			if m.data != nil {
+				putSendBuf(m.data)
+			}
+			b.msgs[i] = sendMessage{}
+		}
+		b.msgs = b.msgs[:0]
+
+		q.mu.Lock()
+		q.bytes -= n
+		if err != nil {
+			// The connection is broken: what is queued cannot go out.
+			for _, m := range q.msgs {
+				if m.data != nil {
+					putSendBuf(m.data)
+				}
+			}
+			clear(q.msgs)
+			q.msgs, q.bytes, q.err, q.running = q.msgs[:0], 0, err, false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+	}
+}
+
+// writeBatch writes the messages of b in order. Without compression, on a
+// server, they go out in one writev; otherwise one by one.
+func (c *Conn) writeBatch(b *sendBatch) error {
+	ctx := context.Background()
+	if c.client || c.deflate != nil || len(b.msgs) == 1 {
+		for _, m := range b.msgs {
+			var err error
+			if m.pm != nil {
+				err = c.WritePrepared(ctx, m.pm)
+			} else {
+				err = c.Write(ctx, m.typ, *m.data)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+		return c.lockError(err)
+	}
+	defer c.writeMsgMu.unlock()
+	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+		return c.lockError(err)
+	}
+	defer c.writeFrameMu.unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	c.closeMu.Lock()
+	sent, pc := c.closeSent, c.peerClose
+	c.closeMu.Unlock()
+	switch {
+	case pc != nil:
+		return fmt.Errorf("ws: cannot write: the peer closed the connection (%w): %w", *pc, net.ErrClosed)
+	case sent:
+		return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
+	}
+	if err := c.writeWait.start(ctx); err != nil {
+		return err
+	}
+	if len(c.owed) > 0 {
+		b.iov = append(b.iov, c.owed)
+	}
+	// Headers first, all in one buffer (it must not move once sliced).
+	for _, m := range b.msgs {
+		op, _ := dataOpcode(m.typ)
+		b.hdrs = appendHeader(b.hdrs, header{fin: true, opcode: op, length: int64(m.size())})
+	}
+	hdrs := b.hdrs
+	for _, m := range b.msgs {
+		n := headerLen(hdrs[1])
+		b.iov = append(b.iov, hdrs[:n:n])
+		hdrs = hdrs[n:]
+		if m.pm != nil {
+			b.iov = append(b.iov, m.pm.data)
+		} else {
+			b.iov = append(b.iov, *m.data)
+		}
+	}
+	iov := b.iov // WriteTo consumes the slice it is given
+	_, err := iov.WriteTo(c.nc)
+	clear(b.iov)
+	b.iov, b.hdrs = b.iov[:0], b.hdrs[:0]
+	c.owed = nil
+	if err != nil {
+		c.writeErr = fmt.Errorf("ws: write failed, connection closed: %w", err)
+		c.closeConn()
+		return c.writeErr
+	}
+	return nil
+}
