@@ -50,6 +50,32 @@
 //		Heartbeat: &ws.Heartbeat{Interval: 15 * time.Second},
 //	})
 //
+// # Event style, the poller, and sends that never block
+//
+// A Server with a Handler instead of Handle calls OnOpen, OnMessage, OnError
+// and OnClose for each connection, one call at a time, and reads for them.
+// With a Poller (Linux, epoll) a connection waiting for input holds no
+// goroutine and no buffer: when input arrives a worker borrows a read
+// buffer, delivers the messages that came, returns the buffer and gives the
+// connection back to epoll; write buffers are borrowed per frame. Without a
+// Poller, on other systems, and for TLS, the same Handler runs with a
+// goroutine per connection.
+//
+//	p, err := ws.NewPoller(nil)
+//	...
+//	srv := &ws.Server{Poller: p, Handler: ws.HandlerFuncs{
+//		Message: func(c *ws.Conn, typ ws.MessageType, data []byte) {
+//			c.Send(typ, data) // queued: never blocks this connection's reads
+//		},
+//	}}
+//
+// Conn.Send and Conn.SendPrepared queue a message and return at once; a
+// writer goroutine runs while the queue holds messages and writes several
+// queued frames with one system call. The queue is bounded
+// (AcceptOptions.SendQueueLimit); a peer that falls that far behind is
+// closed with 1013 Try Again Later, or 1008, or its new messages are
+// dropped (AcceptOptions.SendQueueFull).
+//
 // # Concurrency
 //
 // Every Conn method may be called from many goroutines at once, except the
