@@ -1445,10 +1445,25 @@ type semaphore struct {
 	// unlock learns whether anyone waits from the same atomic operation
 	// that frees the lock.
 	state atomic.Int32
-	wake  chan struct{} // capacity 1: a hint to waiters to try again
+	// wake, capacity 1, is a hint to waiters to try again. It is made at
+	// the first contention: most connections never need one, and an
+	// idle connection's memory is what a server holds by the thousand.
+	wake atomic.Pointer[chan struct{}]
 }
 
-func (s *semaphore) init() { s.wake = make(chan struct{}, 1) }
+func (s *semaphore) init() {}
+
+// wakeChan returns the wake channel, making it if need be.
+func (s *semaphore) wakeChan() chan struct{} {
+	if p := s.wake.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{}, 1)
+	if s.wake.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *s.wake.Load()
+}
 
 func (s *semaphore) tryLock() bool {
 	for {
@@ -1470,12 +1485,13 @@ func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 	// and leaves a wake-up (no lost wake-ups: see unlock).
 	s.state.Add(2)
 	defer s.state.Add(-2)
+	wake := s.wakeChan()
 	for {
 		if s.tryLock() {
 			return nil
 		}
 		select {
-		case <-s.wake:
+		case <-wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-closed:
@@ -1492,7 +1508,7 @@ func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 func (s *semaphore) unlock() {
 	if s.state.Add(-1) != 0 {
 		select {
-		case s.wake <- struct{}{}:
+		case s.wakeChan() <- struct{}{}:
 		default: // a wake-up is already pending
 		}
 	}
