@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // DefaultSendQueueLimit is the default AcceptOptions.SendQueueLimit: the
@@ -62,6 +63,7 @@ type sendQueueState struct {
 	msgs    []sendMessage
 	bytes   int
 	running bool
+	closing bool  // the queue overflowed and the connection is being closed
 	err     error // the write error that ended the writer; Send returns it
 }
 
@@ -155,21 +157,22 @@ func (c *Conn) enqueue(m sendMessage) error {
 	default:
 	}
 	n := m.size()
-	if q.bytes > 0 && q.bytes+n > c.cfg.sendLimit {
-		// A message that finds the queue empty always goes in, whatever
-		// its size: the limit bounds what waits, not what is sent.
-		queued := q.bytes
+	// A message that finds the queue empty always goes in, whatever its
+	// size: the limit bounds what waits, not what is sent. The count
+	// bounds a flood of tiny messages.
+	if q.bytes > 0 && q.bytes+n > c.cfg.sendLimit || len(q.msgs) >= max(minSendMessages, c.cfg.sendLimit/64) {
+		queued, count := q.bytes, len(q.msgs)
 		q.mu.Unlock()
-		err := fmt.Errorf("%w: %d bytes queued, %d more would pass the limit of %d (%s.SendQueueLimit)",
-			ErrSendQueueFull, queued, n, c.cfg.sendLimit, c.optionsName())
-		switch c.cfg.sendPolicy {
-		case SendQueueDrop:
+		err := fmt.Errorf("%w: %d bytes in %d messages queued, %d more would pass the limit of %d (%s.SendQueueLimit)",
+			ErrSendQueueFull, queued, count, n, c.cfg.sendLimit, c.optionsName())
+		if c.cfg.sendPolicy == SendQueueDrop {
 			return err
-		case SendQueueClosePolicy:
-			go func() { _ = c.Close(StatusPolicyViolation, "send queue full") }()
-		default:
-			go func() { _ = c.Close(StatusTryAgainLater, "send queue full") }()
 		}
+		code := StatusTryAgainLater
+		if c.cfg.sendPolicy == SendQueueClosePolicy {
+			code = StatusPolicyViolation
+		}
+		c.closeForSendQueue(code)
 		return fmt.Errorf("%w; the connection is being closed", err)
 	}
 	q.msgs = append(q.msgs, m)
@@ -181,6 +184,37 @@ func (c *Conn) enqueue(m sendMessage) error {
 		go c.sendLoop()
 	}
 	return nil
+}
+
+// minSendMessages is the least number of messages a queue may hold,
+// whatever SendQueueLimit; it holds limit/64 otherwise.
+const minSendMessages = 1024
+
+// closeForSendQueue closes the connection with code because its queue is
+// full: the close frame goes ahead of what is queued. A writer blocked on
+// the peer is interrupted (the rest of its frame is sent before the close
+// frame), so that the close is not held up by the very peer it is for.
+func (c *Conn) closeForSendQueue(code StatusCode) {
+	q := &c.sendQ
+	q.mu.Lock()
+	first := !q.closing
+	q.closing = true
+	q.mu.Unlock()
+	if !first {
+		return
+	}
+	_ = c.nc.SetWriteDeadline(aLongTimeAgo)
+	go func() {
+		// Once the interrupted writer has let go of the frame lock, lift
+		// the deadline for the close frame (and the owed rest before it).
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+		if c.writeFrameMu.lock(ctx, c.closed) == nil {
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			c.writeFrameMu.unlock()
+		}
+		cancel()
+		_ = c.Close(code, "send queue full")
+	}()
 }
 
 // sendBatch is the writer's scratch space, pooled between runs.
@@ -203,6 +237,16 @@ func (c *Conn) sendLoop() {
 	}()
 	for {
 		q.mu.Lock()
+		if q.closing {
+			// The close goes ahead of what is queued, which is dropped.
+			for _, m := range q.msgs {
+				if m.data != nil {
+					putSendBuf(m.data)
+				}
+			}
+			clear(q.msgs)
+			q.msgs, q.bytes = q.msgs[:0], 0
+		}
 		if len(q.msgs) == 0 {
 			q.running = false
 			q.mu.Unlock()
@@ -300,15 +344,49 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 			b.iov = append(b.iov, *m.data)
 		}
 	}
-	iov := b.iov // WriteTo consumes the slice it is given
+	iov := b.iov // WriteTo consumes the slice it is given: what is left is unsent
 	_, err := iov.WriteTo(c.nc)
-	clear(b.iov)
-	b.iov, b.hdrs = b.iov[:0], b.hdrs[:0]
 	c.owed = nil
-	if err != nil {
+	if err != nil && isTimeout(err) {
+		// closeForSendQueue cut the write short: the frame under way is
+		// owed (sent before the close frame), the ones not begun are
+		// dropped with the rest of the queue.
+		if len(iov) > 0 {
+			c.owed = owedFrame(iov, b.iov)
+		}
+		err = fmt.Errorf("ws: send queue full, connection closing: %w", net.ErrClosed)
+	} else if err != nil {
 		c.writeErr = fmt.Errorf("ws: write failed, connection closed: %w", err)
 		c.closeConn()
-		return c.writeErr
+		err = c.writeErr
 	}
-	return nil
+	clear(b.iov)
+	b.iov, b.hdrs = b.iov[:0], b.hdrs[:0]
+	return err
+}
+
+// owedFrame returns a copy of the unsent rest of the frame that rest (the
+// unwritten tail of all, a writev's buffers: owed bytes, then header and
+// payload pairs) begins in, up to the end of that frame.
+func owedFrame(rest, all net.Buffers) []byte {
+	// all[k] for the first buffer rest[0] is part of: the buffers are cut
+	// from the front only, so the counts tell.
+	k := len(all) - len(rest)
+	var frameEnd int
+	// Pairs start after the owed bytes, if any: a header is at an index
+	// of the same parity as the first header.
+	first := len(all) % 2 // 1 if all[0] is owed bytes
+	switch {
+	case k < first:
+		frameEnd = first // inside the owed bytes: finish them only
+	case (k-first)%2 == 0:
+		frameEnd = k + 2 // inside a header: its payload too
+	default:
+		frameEnd = k + 1 // inside a payload
+	}
+	var out []byte
+	for _, b := range rest[:frameEnd-k] {
+		out = append(out, b...)
+	}
+	return out
 }

@@ -22,13 +22,16 @@ func startBroadcast(t *testing.T, log *slog.Logger) (string, *server) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	app := newServer(serveConfig{maxMessage: 16 << 20}, log)
+	app := newServer(serveConfig{maxMessage: 16 << 20, io: "poller"}, log)
 	hs := httptest.NewServer(app)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = app.broadcast.Shutdown(ctx)
 		hs.Close()
+		if app.poller != nil {
+			_ = app.poller.Close()
+		}
 	})
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws/broadcast", app
 }

@@ -27,8 +27,9 @@ Runs a WebSocket server on one port:
   /ws/broadcast  every message a client sends goes to every client connected
                  here, the sender included, in the same order for all; each
                  message is framed (and compressed, without context takeover)
-                 once. A client that falls behind (256 messages or 4 MiB not
-                 yet written to it) is closed with 1013 Try Again Later
+                 once. A client that falls behind (4 MiB, or 65,536
+                 messages, not yet written to it) is closed with 1013 Try
+                 Again Later
   /healthz       200 "ok" while serving, 503 while shutting down
 
 On SIGINT or SIGTERM it stops accepting, closes WebSockets with 1001 Going
@@ -189,7 +190,7 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 	if cfg.io == "poller" {
 		p, err := ws.NewPoller(nil)
 		if err != nil {
-			log.Warn("no poller: /ws/echo runs a goroutine per connection", "err", err)
+			log.Warn("no poller: /ws/echo and /ws/broadcast run a goroutine per connection", "err", err)
 		}
 		s.poller = p
 	}
@@ -203,8 +204,11 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 		},
 	}
 	s.broadcast = &ws.Server{
-		Handle: s.handleBroadcast,
+		Handler: s.hub,
+		Poller:  s.poller,
 		Options: &ws.AcceptOptions{
+			SendQueueLimit: broadcastQueueBytes,
+			SendQueueFull:  ws.SendQueueClose,
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
 			Compression:    broadcastCompression,
