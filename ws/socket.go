@@ -321,7 +321,8 @@ func (endEvent) socketEvent() {}
 // fragment) or invalid options.
 //
 // When ctx is done the socket closes with 1001 Going Away, dropping the
-// messages not yet sent, and then closes for good.
+// messages not yet sent, and then closes for good; a close handshake that
+// Close began is cut short instead (the CloseEvent then reports 1006).
 func NewSocket(ctx context.Context, rawURL string, opts *SocketOptions) (*Socket, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -872,9 +873,10 @@ func (s *Socket) serve(conn *Conn) (CloseEvent, error) {
 }
 
 // waitConn waits for the reader to end. When the context ends it closes
-// the connection with 1001 at once; after Close it lets the writer send
-// the queue and run the close handshake, for at most twice the close
-// timeout, and then cuts the connection.
+// the connection with 1001 at once, or cuts it if a Close is already under
+// way; after Close it lets the writer send the queue and run the close
+// handshake, for at most twice the close timeout, and then cuts the
+// connection.
 func (s *Socket) waitConn(conn *Conn, readDone <-chan error) error {
 	closeCh, ctxDone := s.closeCtx.Done(), s.ctx.Done()
 	var cut <-chan time.Time
@@ -884,6 +886,15 @@ func (s *Socket) waitConn(conn *Conn, readDone <-chan error) error {
 			return err
 		case <-ctxDone:
 			ctxDone = nil
+			s.mu.Lock()
+			req := s.closeReq
+			s.mu.Unlock()
+			if req != nil && req.code != StatusGoingAway {
+				// Close came first (it never takes 1001): its handshake
+				// is under way, and the context cuts it short.
+				_ = conn.CloseNow()
+				continue
+			}
 			go func() { _ = conn.Close(StatusGoingAway, "") }()
 		case <-closeCh:
 			closeCh = nil

@@ -705,6 +705,39 @@ func TestSocketContext(t *testing.T) {
 	}
 }
 
+// TestSocketContextCutsClose: a context that ends while Close's handshake
+// waits for a silent server cuts it short, and sends no 1001 in place of
+// Close's code.
+func TestSocketContextCutsClose(t *testing.T) {
+	release := make(chan struct{})
+	got := make(chan error, 1)
+	srv := handlerServer(t, func(ctx context.Context, c *ws.Conn) {
+		<-release // silent: the close frame waits unread
+		_, _, err := c.Read(ctx)
+		got <- err
+	})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock)
+	ctx, cancel := context.WithCancel(context.Background())
+	var o ws.SocketOptions
+	o.Dial = &ws.DialOptions{CloseTimeout: time.Minute}
+	r := record(&o)
+	s := newSocket(t, ctx, wsURL(srv), &o)
+	r.expect(t, "open OPEN")
+	if err := s.Close(4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// Without the cut, the close would wait its minute.
+	r.expect(t, `close 1006 "" unclean CLOSED`)
+	waitDone(t, s)
+	unblock()
+	// Close's frame went out before the cut, or nothing did; never 1001.
+	if err := <-got; ws.CloseStatus(err) != 4000 && ws.CloseStatus(err) != ws.StatusAbnormalClosure {
+		t.Fatalf("the server read %v, want Close's 4000 or the connection lost", err)
+	}
+}
+
 // restartable is a WebSocket echo server that can be killed (listener and
 // connections, without close frames) and started again on the same port.
 type restartable struct {
