@@ -26,9 +26,10 @@ type Poller struct {
 	epfd int
 	wake [2]int // a pipe: a byte written to wake[1] stops the loop
 
-	mu     sync.Mutex
-	held   map[int]*pollEntry // by file descriptor
-	closed bool
+	mu       sync.Mutex
+	held     map[int]*pollEntry // by file descriptor
+	closed   bool               // Close was called: hold takes nothing more
+	stopping bool               // Close waits for the workers: start no counted one
 
 	idle     time.Duration   // PollerOptions.WorkerIdleTimeout
 	work     chan *pollEntry // to an idle worker
@@ -113,6 +114,9 @@ func (p *Poller) Close() error {
 	_, _ = syscall.Write(p.wake[1], []byte{1})
 	<-p.loopDone
 	close(p.stop)
+	p.mu.Lock()
+	p.stopping = true // no Add from here on: Wait may begin
+	p.mu.Unlock()
 	p.workers.Wait()
 	_ = syscall.Close(p.epfd)
 	_ = syscall.Close(p.wake[0])
@@ -195,14 +199,24 @@ func (p *Poller) forget(e *pollEntry) {
 	p.mu.Unlock()
 }
 
-// dispatch hands e to an idle worker, or starts one.
+// dispatch hands e to an idle worker, or starts one. Once Close is
+// waiting for the workers, a connection closing late gets a goroutine of
+// its own, outside the count, for its last OnClose.
 func (p *Poller) dispatch(e *pollEntry) {
 	select {
 	case p.work <- e:
+		return
 	default:
-		p.workers.Add(1)
-		go p.worker(e)
 	}
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		go e.run(nil)
+		return
+	}
+	p.workers.Add(1)
+	p.mu.Unlock()
+	go p.worker(e)
 }
 
 // worker runs entries until it has been idle for the idle time, keeping
