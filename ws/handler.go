@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"sync"
 )
 
 // Handler receives a server connection's events, the browser's onopen,
@@ -84,6 +85,10 @@ const maxKeptReadBuffer = 64 << 10
 // messages into one reused buffer until the connection ends.
 func serveHandler(ctx context.Context, c *Conn, h Handler) {
 	h.OnOpen(c)
+	if w := newIdleWaiter(c); w != nil {
+		serveLean(c, h, w)
+		return
+	}
 	var buf []byte
 	for {
 		typ, p, err := c.ReadAppend(ctx, buf[:0])
@@ -97,6 +102,50 @@ func serveHandler(ctx context.Context, c *Conn, h Handler) {
 		} else {
 			buf = nil
 		}
+	}
+}
+
+// msgBufs holds the message buffers of portable-mode connections that are
+// idle (*[]byte, at most maxKeptReadBuffer each).
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// serveLean is serveHandler for a plain socket: between messages, when no
+// input is buffered, it gives its read buffer, write buffer and message
+// buffer back to their pools and waits for the socket to become readable
+// without reading, so that an idle connection holds its goroutine and
+// nothing more. It reads as the Poller's workers do.
+func serveLean(c *Conn, h Handler, w *idleWaiter) {
+	c.pooled.Store(true)
+	box := msgBufs.Get().(*[]byte)
+	buf := *box
+	ready := false
+	for {
+		_ = c.readMu.lock(context.Background(), nil) // cannot fail: no deadline, no close channel
+		typ, p, err := c.pollRead(buf[:0], ready)
+		ready = false
+		switch {
+		case err == errWouldBlock:
+			c.releaseReader()
+			c.readMu.unlock()
+			if cap(buf) <= maxKeptReadBuffer {
+				*box = buf[:0]
+				msgBufs.Put(box)
+			}
+			box, buf = nil, nil
+			w.wait()
+			box = msgBufs.Get().(*[]byte)
+			buf, ready = *box, true
+			continue
+		case err != nil:
+			c.releaseReader()
+			c.br = nil // whatever it held is of no use any more
+			c.readMu.unlock()
+			handlerEnd(c, h, err)
+			return
+		}
+		c.readMu.unlock()
+		h.OnMessage(c, typ, p)
+		buf = p
 	}
 }
 

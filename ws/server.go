@@ -90,19 +90,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// the 1001 as the others do.
 		go func() { _ = c.Close(StatusGoingAway, "server shutting down") }()
 	}
-	if s.Handle == nil && s.Poller != nil && s.Poller.hold(c, s.Handler, forget) {
-		return // the poller serves it, and forgets it when it ends
-	}
-	defer forget()
-	defer func() {
-		_ = c.Close(StatusNormalClosure, "")
-		_ = c.CloseNow()
-	}()
 	if s.Handle != nil {
+		defer forget()
+		defer closeServed(c)
 		s.Handle(r.Context(), c)
 		return
 	}
-	serveHandler(r.Context(), c, s.Handler)
+	if s.Poller != nil && s.Poller.hold(c, s.Handler, forget) {
+		return // the poller serves it, and forgets it when it ends
+	}
+	// The Handler runs on a goroutine of its own, and ServeHTTP returns:
+	// net/http's goroutine for the request then ends and drops what it
+	// still holds for the hijacked connection (its read and write
+	// buffers, the request), about 12 KiB.
+	go func() {
+		defer forget()
+		defer closeServed(c)
+		serveHandler(context.Background(), c, s.Handler)
+	}()
+}
+
+// closeServed ends a connection whose Handle or Handler has returned.
+func closeServed(c *Conn) {
+	_ = c.Close(StatusNormalClosure, "")
+	_ = c.CloseNow()
 }
 
 // Shutdown refuses new connections, closes every open one with 1001 Going
