@@ -1,0 +1,278 @@
+package socketio
+
+import (
+	"context"
+	"sync"
+)
+
+// Packet is a Socket.IO packet, as adapters pass it between processes.
+type Packet = packet
+
+// BroadcastOptions selects the sockets of a broadcast, and how it is
+// delivered.
+type BroadcastOptions struct {
+	// Rooms: the sockets in any of them; none means every socket of the
+	// namespace.
+	Rooms []string
+	// Except: minus the sockets in any of them.
+	Except []string
+	// Volatile: a client with data still queued for it does not get the
+	// packet.
+	Volatile bool
+	// Local: this process only, not the others of a cluster.
+	Local bool
+}
+
+// SocketInfo describes a socket, possibly of another process, as
+// FetchSockets returns it.
+type SocketInfo struct {
+	ID        string
+	Handshake Handshake
+	Rooms     []string
+	Data      any
+}
+
+// Adapter keeps a namespace's rooms and delivers its broadcasts: in this
+// process (NewMemoryAdapter), or across processes (the Redis and NATS
+// adapters). A namespace calls it from many goroutines at once.
+type Adapter interface {
+	// AddAll adds socket id to rooms.
+	AddAll(id string, rooms []string)
+	// Del removes socket id from room.
+	Del(id, room string)
+	// DelAll removes socket id from every room.
+	DelAll(id string)
+	// SocketRooms returns the rooms of socket id, of this process, in no
+	// particular order.
+	SocketRooms(id string) []string
+	// Sockets returns the ids of this process's sockets in any of rooms
+	// (every socket, with no rooms).
+	Sockets(rooms []string) []string
+
+	// Broadcast sends p, encoded once, to the sockets opts selects.
+	Broadcast(p *Packet, opts *BroadcastOptions) error
+	// BroadcastWithAck sends p, whose ID it sets, to the sockets opts
+	// selects, and calls ack with each client's acknowledgement. It calls
+	// clientCount once with the number of clients the packet went to (for
+	// a cluster, once all processes answered, or the context ended).
+	BroadcastWithAck(ctx context.Context, p *Packet, opts *BroadcastOptions, clientCount func(n int), ack func(*Args)) error
+
+	// AddSockets makes the sockets opts selects join rooms.
+	AddSockets(opts *BroadcastOptions, rooms []string)
+	// DelSockets makes the sockets opts selects leave rooms.
+	DelSockets(opts *BroadcastOptions, rooms []string)
+	// DisconnectSockets disconnects the sockets opts selects, and their
+	// connections with closeConn.
+	DisconnectSockets(opts *BroadcastOptions, closeConn bool)
+	// FetchSockets describes the sockets opts selects.
+	FetchSockets(ctx context.Context, opts *BroadcastOptions) ([]SocketInfo, error)
+
+	// Close releases the adapter's resources.
+	Close() error
+}
+
+// MemoryAdapter is the Adapter of a single process: rooms are maps, and
+// broadcasts go to this process's sockets.
+type MemoryAdapter struct {
+	ns *Namespace
+
+	sessions *sessionStore // with recovery on
+
+	mu    sync.RWMutex
+	rooms map[string]map[string]struct{} // room → socket ids
+	sids  map[string]map[string]struct{} // socket id → rooms
+}
+
+// NewMemoryAdapter returns the in-process adapter of ns.
+func NewMemoryAdapter(ns *Namespace) *MemoryAdapter {
+	a := &MemoryAdapter{
+		ns:    ns,
+		rooms: make(map[string]map[string]struct{}),
+		sids:  make(map[string]map[string]struct{}),
+	}
+	if ns.srv.recovery != nil {
+		a.sessions = &sessionStore{opts: ns.srv.recovery}
+	}
+	return a
+}
+
+// AddAll adds socket id to rooms.
+func (a *MemoryAdapter) AddAll(id string, rooms []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	mine := a.sids[id]
+	if mine == nil {
+		mine = make(map[string]struct{}, len(rooms))
+		a.sids[id] = mine
+	}
+	for _, r := range rooms {
+		mine[r] = struct{}{}
+		members := a.rooms[r]
+		if members == nil {
+			members = make(map[string]struct{})
+			a.rooms[r] = members
+		}
+		members[id] = struct{}{}
+	}
+}
+
+// Del removes socket id from room.
+func (a *MemoryAdapter) Del(id, room string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.delLocked(id, room)
+}
+
+func (a *MemoryAdapter) delLocked(id, room string) {
+	if mine := a.sids[id]; mine != nil {
+		delete(mine, room)
+	}
+	if members := a.rooms[room]; members != nil {
+		delete(members, id)
+		if len(members) == 0 {
+			delete(a.rooms, room)
+		}
+	}
+}
+
+// DelAll removes socket id from every room.
+func (a *MemoryAdapter) DelAll(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for r := range a.sids[id] {
+		a.delLocked(id, r)
+	}
+	delete(a.sids, id)
+}
+
+// SocketRooms returns the rooms of socket id.
+func (a *MemoryAdapter) SocketRooms(id string) []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]string, 0, len(a.sids[id]))
+	for r := range a.sids[id] {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Sockets returns the ids of the sockets in any of rooms, or of every
+// socket.
+func (a *MemoryAdapter) Sockets(rooms []string) []string {
+	return a.selectIDs(&BroadcastOptions{Rooms: rooms})
+}
+
+// RoomSize returns the number of sockets in room.
+func (a *MemoryAdapter) RoomSize(room string) int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return len(a.rooms[room])
+}
+
+// selectIDs returns the ids of the sockets opts selects.
+func (a *MemoryAdapter) selectIDs(opts *BroadcastOptions) []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	excluded := func(id string) bool {
+		for _, r := range opts.Except {
+			if _, ok := a.rooms[r][id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	if len(opts.Rooms) == 0 {
+		out = make([]string, 0, len(a.sids))
+		for id := range a.sids {
+			if !excluded(id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	seen := make(map[string]struct{})
+	for _, r := range opts.Rooms {
+		for id := range a.rooms[r] {
+			if _, dup := seen[id]; dup || excluded(id) {
+				continue
+			}
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// apply calls fn for each socket of this process that opts selects.
+func (a *MemoryAdapter) apply(opts *BroadcastOptions, fn func(s *Socket)) {
+	for _, id := range a.selectIDs(opts) {
+		if s := a.ns.Socket(id); s != nil {
+			fn(s)
+		}
+	}
+}
+
+// Broadcast encodes p once and queues it for every selected socket.
+func (a *MemoryAdapter) Broadcast(p *Packet, opts *BroadcastOptions) error {
+	if a.sessions != nil {
+		p = a.sessions.record(p, opts)
+	}
+	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
+	a.apply(opts, func(s *Socket) { _ = s.client.send(text, p.Attachments, opts.Volatile) })
+	return nil
+}
+
+// BroadcastWithAck sends p to every selected socket and routes their
+// acknowledgements to ack.
+func (a *MemoryAdapter) BroadcastWithAck(ctx context.Context, p *Packet, opts *BroadcastOptions, clientCount func(n int), ack func(*Args)) error {
+	p.ID = a.ns.nextAckID()
+	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
+	n := 0
+	a.apply(opts, func(s *Socket) {
+		if !s.expectAck(p.ID, func(r *Args) {
+			if r != nil {
+				ack(r)
+			}
+		}) {
+			return
+		}
+		n++
+		if s.client.send(text, p.Attachments, opts.Volatile) != nil {
+			s.dropAck(p.ID)
+		}
+	})
+	clientCount(n)
+	return nil
+}
+
+// AddSockets makes the selected sockets join rooms.
+func (a *MemoryAdapter) AddSockets(opts *BroadcastOptions, rooms []string) {
+	a.apply(opts, func(s *Socket) { s.Join(rooms...) })
+}
+
+// DelSockets makes the selected sockets leave rooms.
+func (a *MemoryAdapter) DelSockets(opts *BroadcastOptions, rooms []string) {
+	a.apply(opts, func(s *Socket) {
+		for _, r := range rooms {
+			s.Leave(r)
+		}
+	})
+}
+
+// DisconnectSockets disconnects the selected sockets.
+func (a *MemoryAdapter) DisconnectSockets(opts *BroadcastOptions, closeConn bool) {
+	a.apply(opts, func(s *Socket) { s.Disconnect(closeConn) })
+}
+
+// FetchSockets describes the selected sockets.
+func (a *MemoryAdapter) FetchSockets(ctx context.Context, opts *BroadcastOptions) ([]SocketInfo, error) {
+	var out []SocketInfo
+	a.apply(opts, func(s *Socket) {
+		out = append(out, SocketInfo{ID: s.id, Handshake: s.handshake, Rooms: s.Rooms(), Data: s.Data()})
+	})
+	return out, nil
+}
+
+// Close does nothing.
+func (a *MemoryAdapter) Close() error { return nil }

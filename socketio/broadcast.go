@@ -1,0 +1,160 @@
+package socketio
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// BroadcastOperator selects sockets of a namespace and acts on them: emit
+// an event (encoded once for all), join or leave rooms, disconnect, fetch.
+// Its selection methods return a new operator, so a chain can be kept and
+// reused:
+//
+//	ns.To("room1", "room2").Except("muted").Emit("news", item)
+type BroadcastOperator struct {
+	ns      *Namespace
+	opts    BroadcastOptions
+	timeout time.Duration
+}
+
+func newOperator(ns *Namespace, from *Socket) *BroadcastOperator {
+	b := &BroadcastOperator{ns: ns}
+	if from != nil {
+		b.opts.Except = []string{from.id}
+	}
+	return b
+}
+
+func (b *BroadcastOperator) clone() *BroadcastOperator {
+	c := *b
+	c.opts.Rooms = append([]string(nil), b.opts.Rooms...)
+	c.opts.Except = append([]string(nil), b.opts.Except...)
+	return &c
+}
+
+// To adds rooms: the sockets in any of them are selected.
+func (b *BroadcastOperator) To(rooms ...string) *BroadcastOperator {
+	c := b.clone()
+	c.opts.Rooms = append(c.opts.Rooms, rooms...)
+	return c
+}
+
+// In is To.
+func (b *BroadcastOperator) In(rooms ...string) *BroadcastOperator { return b.To(rooms...) }
+
+// Except leaves out the sockets in any of rooms.
+func (b *BroadcastOperator) Except(rooms ...string) *BroadcastOperator {
+	c := b.clone()
+	c.opts.Except = append(c.opts.Except, rooms...)
+	return c
+}
+
+// Local restricts the operation to this process.
+func (b *BroadcastOperator) Local() *BroadcastOperator {
+	c := b.clone()
+	c.opts.Local = true
+	return c
+}
+
+// Volatile lets the event be dropped for clients that still have data
+// queued.
+func (b *BroadcastOperator) Volatile() *BroadcastOperator {
+	c := b.clone()
+	c.opts.Volatile = true
+	return c
+}
+
+// Timeout bounds EmitWithAck's wait for acknowledgements.
+func (b *BroadcastOperator) Timeout(d time.Duration) *BroadcastOperator {
+	c := b.clone()
+	c.timeout = d
+	return c
+}
+
+// Emit sends an event to the selected sockets.
+func (b *BroadcastOperator) Emit(event string, args ...any) error {
+	p, err := b.packet(event, args)
+	if err != nil {
+		return err
+	}
+	return b.ns.adapter.Broadcast(p, &b.opts)
+}
+
+func (b *BroadcastOperator) packet(event string, args []any) (*Packet, error) {
+	data, att, err := encodeEvent(event, args)
+	if err != nil {
+		return nil, err
+	}
+	p := &Packet{Type: PacketEvent, Namespace: b.ns.name, ID: -1, Data: data, Attachments: att}
+	if len(att) > 0 {
+		p.Type = PacketBinaryEvent
+	}
+	return p, nil
+}
+
+// EmitWithAck sends an event to the selected sockets and collects their
+// clients' acknowledgements, until every client has answered or ctx (or
+// the Timeout) ends. On a timeout it returns the acknowledgements that
+// came and an error wrapping context.DeadlineExceeded.
+func (b *BroadcastOperator) EmitWithAck(ctx context.Context, event string, args ...any) ([]*Args, error) {
+	p, err := b.packet(event, args)
+	if err != nil {
+		return nil, err
+	}
+	if b.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.timeout)
+		defer cancel()
+	}
+	var (
+		mu       sync.Mutex
+		replies  []*Args
+		expected = -1
+		done     = make(chan struct{})
+		closed   bool
+	)
+	check := func() { // mu held
+		if !closed && expected >= 0 && len(replies) >= expected {
+			closed = true
+			close(done)
+		}
+	}
+	err = b.ns.adapter.BroadcastWithAck(ctx, p, &b.opts,
+		func(n int) { mu.Lock(); expected = n; check(); mu.Unlock() },
+		func(a *Args) { mu.Lock(); replies = append(replies, a); check(); mu.Unlock() })
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := append([]*Args(nil), replies...)
+	if !closed {
+		closed = true // late acknowledgements are dropped
+		close(done)
+		return out, fmt.Errorf("socketio: %d of %d clients acknowledged %q: %w", len(out), max(expected, len(out)), event, ctx.Err())
+	}
+	return out, nil
+}
+
+// SocketsJoin makes the selected sockets join rooms.
+func (b *BroadcastOperator) SocketsJoin(rooms ...string) { b.ns.adapter.AddSockets(&b.opts, rooms) }
+
+// SocketsLeave makes the selected sockets leave rooms.
+func (b *BroadcastOperator) SocketsLeave(rooms ...string) { b.ns.adapter.DelSockets(&b.opts, rooms) }
+
+// DisconnectSockets disconnects the selected sockets; with closeConn,
+// their connections are closed too.
+func (b *BroadcastOperator) DisconnectSockets(closeConn bool) {
+	b.ns.adapter.DisconnectSockets(&b.opts, closeConn)
+}
+
+// FetchSockets describes the selected sockets.
+func (b *BroadcastOperator) FetchSockets(ctx context.Context) ([]SocketInfo, error) {
+	return b.ns.adapter.FetchSockets(ctx, &b.opts)
+}

@@ -1,0 +1,232 @@
+package socketio
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// Namespace is a group of sockets with its own handlers, middleware and
+// rooms (the client names it when it connects, "/" by default). Make it
+// with Server.Of.
+type Namespace struct {
+	srv     *Server
+	name    string
+	adapter Adapter
+
+	ready chan struct{} // closed once a dynamic namespace's setup has run
+	ids   atomic.Int64  // acknowledgement ids, shared by the sockets and broadcasts
+
+	mu          sync.RWMutex
+	sockets     map[string]*Socket
+	middlewares []func(s *Socket) error
+	onConn      []func(s *Socket)
+}
+
+func newNamespace(s *Server, name string) *Namespace {
+	ns := &Namespace{srv: s, name: name, sockets: make(map[string]*Socket), ready: make(chan struct{})}
+	ns.adapter = s.newAdapter(ns)
+	return ns
+}
+
+// nextAckID returns a new acknowledgement id.
+func (ns *Namespace) nextAckID() int64 { return ns.ids.Add(1) - 1 }
+
+// Name returns the namespace's name, such as "/" or "/admin".
+func (ns *Namespace) Name() string { return ns.name }
+
+// Server returns the server of the namespace.
+func (ns *Namespace) Server() *Server { return ns.srv }
+
+// Adapter returns the namespace's adapter.
+func (ns *Namespace) Adapter() Adapter { return ns.adapter }
+
+// Use adds a middleware: a function called for each socket that connects,
+// in the order they were added, before the connection handlers. A non-nil
+// error refuses the connection: the client gets a CONNECT_ERROR packet
+// with the error's message, and with its Data when the error is (or wraps)
+// a *ConnectError. A middleware may block (to check a token, say): the
+// socket's events wait.
+func (ns *Namespace) Use(fn func(s *Socket) error) {
+	ns.mu.Lock()
+	ns.middlewares = append(ns.middlewares, fn)
+	ns.mu.Unlock()
+}
+
+// OnConnection adds a handler called for each socket that has joined the
+// namespace (after the middleware). Install the socket's event handlers
+// there: events the client sent meanwhile wait for it to return.
+func (ns *Namespace) OnConnection(fn func(s *Socket)) {
+	ns.mu.Lock()
+	ns.onConn = append(ns.onConn, fn)
+	ns.mu.Unlock()
+}
+
+// ConnectError refuses a connection from a middleware with data for the
+// client (the JavaScript server's err.data).
+type ConnectError struct {
+	Message string
+	Data    any
+}
+
+func (e *ConnectError) Error() string { return e.Message }
+
+// Socket returns the socket of this process with that id, or nil.
+func (ns *Namespace) Socket(id string) *Socket {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.sockets[id]
+}
+
+// Sockets returns the sockets of the namespace in this process.
+func (ns *Namespace) Sockets() []*Socket {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	out := make([]*Socket, 0, len(ns.sockets))
+	for _, s := range ns.sockets {
+		out = append(out, s)
+	}
+	return out
+}
+
+// connect runs the middleware for s, then joins it; on the socket's
+// executor.
+func (ns *Namespace) connect(s *Socket) {
+	<-ns.ready // a dynamic namespace's setup has run
+	var restored *SessionState
+	if ns.srv.recovery != nil {
+		if sa, ok := ns.adapter.(SessionAdapter); ok {
+			if pid, offset, ok := recoveryAuth(s.handshake.Auth); ok {
+				st, err := sa.RestoreSession(pid, offset)
+				if err != nil {
+					ns.srv.log.Warn("socketio: restoring a session failed", "nsp", ns.name, "err", err)
+				}
+				if st != nil {
+					s.restore(st)
+					restored = st
+				}
+			}
+		}
+	}
+	ns.mu.RLock()
+	mws := ns.middlewares
+	ns.mu.RUnlock()
+	if restored != nil && ns.srv.recovery.SkipMiddlewares {
+		mws = nil
+	}
+	for _, mw := range mws {
+		if err := safeCall(ns.srv, s, func() error { return mw(s) }); err != nil {
+			s.refuse(err)
+			return
+		}
+	}
+	if s.client.isClosed() {
+		s.client.remove(s)
+		return
+	}
+	ns.mu.Lock()
+	ns.sockets[s.id] = s
+	handlers := ns.onConn
+	ns.mu.Unlock()
+	rooms := []string{s.id}
+	if restored != nil {
+		rooms = append(rooms, restored.Rooms...)
+	}
+	ns.adapter.AddAll(s.id, rooms)
+	s.setConnected()
+	if err := s.client.sendPacket(&Packet{Type: PacketConnect, Namespace: ns.name, ID: -1, Data: connectReply(s.id, s.pid)}); err != nil {
+		s.client.close(ReasonForcedServerClose)
+		return
+	}
+	if restored != nil {
+		for _, p := range restored.Missed {
+			_ = s.client.sendPacket(p)
+		}
+	}
+	s.client.joined()
+	for _, fn := range handlers {
+		if s.isDisconnected() {
+			return
+		}
+		_ = safeCall(ns.srv, s, func() error { fn(s); return nil })
+	}
+}
+
+func connectReply(id, pid string) json.RawMessage {
+	b := make([]byte, 0, 64)
+	b = append(b, `{"sid":`...)
+	b = appendJSONString(b, id)
+	if pid != "" {
+		b = append(b, `,"pid":`...)
+		b = appendJSONString(b, pid)
+	}
+	return append(b, '}')
+}
+
+// connectErrorData is the CONNECT_ERROR payload for a middleware error.
+func connectErrorData(err error) json.RawMessage {
+	v := struct {
+		Message string `json:"message"`
+		Data    any    `json:"data,omitempty"`
+	}{Message: err.Error()}
+	var ce *ConnectError
+	if errors.As(err, &ce) {
+		v.Message, v.Data = ce.Message, ce.Data
+	}
+	b, merr := json.Marshal(v)
+	if merr != nil {
+		b, _ = json.Marshal(struct {
+			Message string `json:"message"`
+		}{v.Message})
+	}
+	return b
+}
+
+// removeSocket forgets s, which has disconnected.
+func (ns *Namespace) removeSocket(s *Socket) {
+	ns.mu.Lock()
+	if ns.sockets[s.id] == s {
+		delete(ns.sockets, s.id)
+	}
+	ns.mu.Unlock()
+	ns.adapter.DelAll(s.id)
+}
+
+// To selects the sockets in any of rooms (a socket's id is a room of its
+// own) for a broadcast.
+func (ns *Namespace) To(rooms ...string) *BroadcastOperator {
+	return newOperator(ns, nil).To(rooms...)
+}
+
+// In is To.
+func (ns *Namespace) In(rooms ...string) *BroadcastOperator { return ns.To(rooms...) }
+
+// Except leaves out the sockets in any of rooms from a broadcast.
+func (ns *Namespace) Except(rooms ...string) *BroadcastOperator {
+	return newOperator(ns, nil).Except(rooms...)
+}
+
+// Local restricts a broadcast to this process.
+func (ns *Namespace) Local() *BroadcastOperator { return newOperator(ns, nil).Local() }
+
+// Volatile marks a broadcast's event as droppable for clients that are
+// not ready to receive it.
+func (ns *Namespace) Volatile() *BroadcastOperator { return newOperator(ns, nil).Volatile() }
+
+// Emit sends an event to every socket of the namespace.
+func (ns *Namespace) Emit(event string, args ...any) error {
+	return newOperator(ns, nil).Emit(event, args...)
+}
+
+// SocketsJoin makes every socket of the namespace join rooms.
+func (ns *Namespace) SocketsJoin(rooms ...string) { newOperator(ns, nil).SocketsJoin(rooms...) }
+
+// SocketsLeave makes every socket of the namespace leave rooms.
+func (ns *Namespace) SocketsLeave(rooms ...string) { newOperator(ns, nil).SocketsLeave(rooms...) }
+
+// DisconnectSockets disconnects every socket of the namespace; with
+// closeConn, their connections are closed too.
+func (ns *Namespace) DisconnectSockets(closeConn bool) {
+	newOperator(ns, nil).DisconnectSockets(closeConn)
+}

@@ -1,0 +1,259 @@
+package socketio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/duplexrt/duplex/engineio"
+)
+
+// DefaultConnectTimeout is how long a new connection may take to join a
+// namespace before it is closed, when ServerOptions.ConnectTimeout is zero
+// (the JavaScript server's connectTimeout).
+const DefaultConnectTimeout = 45 * time.Second
+
+// DefaultMaxPendingEvents bounds the events a socket holds for its
+// handlers when ServerOptions.MaxPendingEvents is zero.
+const DefaultMaxPendingEvents = 1024
+
+// ServerOptions configures a Server. A nil *ServerOptions means the
+// defaults.
+type ServerOptions struct {
+	// Engine configures the Engine.IO server underneath: heartbeat,
+	// maxPayload, transports, CORS, AllowRequest, limits. Its Handler is
+	// the Socket.IO server's own and is replaced. Nil means engineio's
+	// defaults.
+	Engine *engineio.ServerOptions
+
+	// ConnectTimeout closes a connection that has not joined a namespace
+	// in this time. Zero means DefaultConnectTimeout (45 s).
+	ConnectTimeout time.Duration
+
+	// NewAdapter makes the Adapter of each namespace. Nil means
+	// NewMemoryAdapter: rooms and broadcasts within this process.
+	NewAdapter func(ns *Namespace) Adapter
+
+	// MaxAttachments bounds the binary attachments of one incoming packet;
+	// a packet announcing more closes the connection. Zero means 10.
+	MaxAttachments int
+
+	// MaxPendingEvents bounds the events a socket holds while its handlers
+	// are busy; a client that sends more is disconnected (reason "transport
+	// error"). Zero means DefaultMaxPendingEvents.
+	MaxPendingEvents int
+
+	// Recovery, if not nil, turns on connection state recovery (see
+	// RecoveryOptions). The adapter must be a SessionAdapter, as the
+	// MemoryAdapter is.
+	Recovery *RecoveryOptions
+
+	// Logger receives the server's logs: connections at Debug, refused
+	// packets and handler argument errors at Warn, handler panics at
+	// Error. Nil means no logs.
+	Logger *slog.Logger
+}
+
+// Server is a Socket.IO server: an http.Handler for the path the clients
+// use, "/socket.io/" by default. Make it with NewServer.
+type Server struct {
+	eio            *engineio.Server
+	log            *slog.Logger
+	connectTimeout time.Duration
+	maxPending     int
+	limits         parserLimits
+	newAdapter     func(ns *Namespace) Adapter
+	recovery       *RecoveryOptions // nil: off
+
+	mu      sync.Mutex
+	nsps    map[string]*Namespace
+	dynamic []dynamicNamespace
+	closed  bool
+}
+
+type dynamicNamespace struct {
+	match func(name string) bool
+	setup func(ns *Namespace)
+}
+
+// NewServer returns a server with the main namespace "/" ready for
+// handlers.
+func NewServer(opts *ServerOptions) (*Server, error) {
+	var o ServerOptions
+	if opts != nil {
+		o = *opts
+	}
+	s := &Server{
+		log:            o.Logger,
+		connectTimeout: o.ConnectTimeout,
+		maxPending:     o.MaxPendingEvents,
+		newAdapter:     o.NewAdapter,
+		nsps:           make(map[string]*Namespace),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.connectTimeout <= 0 {
+		s.connectTimeout = DefaultConnectTimeout
+	}
+	if s.maxPending <= 0 {
+		s.maxPending = DefaultMaxPendingEvents
+	}
+	if s.newAdapter == nil {
+		s.newAdapter = func(ns *Namespace) Adapter { return NewMemoryAdapter(ns) }
+	}
+	if o.Recovery != nil {
+		s.recovery = o.Recovery.withDefaults()
+	}
+	s.limits = parserLimits{MaxAttachments: o.MaxAttachments}
+	var eo engineio.ServerOptions
+	if o.Engine != nil {
+		eo = *o.Engine
+	}
+	if eo.MaxPayload > 0 {
+		s.limits.MaxPacketSize = int(eo.MaxPayload)
+	}
+	eo.Handler = engineHandler{s}
+	if eo.Logger == nil {
+		eo.Logger = o.Logger
+	}
+	eio, err := engineio.NewServer(&eo)
+	if err != nil {
+		return nil, fmt.Errorf("socketio: %w", err)
+	}
+	s.eio = eio
+	s.Of("/")
+	return s, nil
+}
+
+// ServeHTTP serves the Engine.IO transports that carry Socket.IO.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.eio.ServeHTTP(w, r) }
+
+// Engine returns the Engine.IO server underneath.
+func (s *Server) Engine() *engineio.Server { return s.eio }
+
+// Of returns the namespace called name ("/" is the main one; a name
+// without a leading slash gets one), making it if it does not exist yet.
+func (s *Server) Of(name string) *Namespace {
+	if name == "" || name[0] != '/' {
+		name = "/" + name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns := s.nsps[name]; ns != nil {
+		return ns
+	}
+	ns := newNamespace(s, name)
+	close(ns.ready)
+	s.nsps[name] = ns
+	return ns
+}
+
+// OfFunc declares dynamic namespaces: the first client that connects to a
+// namespace that does not exist and whose name match accepts makes it, and
+// setup is called with it (to install middleware and handlers) before the
+// client joins. Matchers are tried in the order they were declared.
+func (s *Server) OfFunc(match func(name string) bool, setup func(ns *Namespace)) {
+	s.mu.Lock()
+	s.dynamic = append(s.dynamic, dynamicNamespace{match, setup})
+	s.mu.Unlock()
+}
+
+// OfRegexp is OfFunc with a regular expression that must match the whole
+// name, such as `^/dyn-[a-z0-9-]+$`.
+func (s *Server) OfRegexp(re *regexp.Regexp, setup func(ns *Namespace)) {
+	s.OfFunc(re.MatchString, setup)
+}
+
+// lookup returns the namespace a CONNECT names, making a dynamic one if a
+// matcher accepts the name, or nil.
+func (s *Server) lookup(name string) *Namespace {
+	s.mu.Lock()
+	if ns := s.nsps[name]; ns != nil {
+		s.mu.Unlock()
+		return ns
+	}
+	var setup func(*Namespace)
+	for _, d := range s.dynamic {
+		if d.match(name) {
+			setup = d.setup
+			break
+		}
+	}
+	if setup == nil || s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	ns := newNamespace(s, name)
+	s.nsps[name] = ns
+	s.mu.Unlock()
+	// Connections to it wait on ready until setup has installed its
+	// middleware and handlers.
+	defer close(ns.ready)
+	setup(ns)
+	return ns
+}
+
+// OnConnection adds fn to the main namespace's connection handlers; see
+// Namespace.OnConnection.
+func (s *Server) OnConnection(fn func(s *Socket)) { s.Of("/").OnConnection(fn) }
+
+// Use adds middleware to the main namespace; see Namespace.Use.
+func (s *Server) Use(fn func(s *Socket) error) { s.Of("/").Use(fn) }
+
+// To selects the main namespace's sockets in rooms; see Namespace.To.
+func (s *Server) To(rooms ...string) *BroadcastOperator { return s.Of("/").To(rooms...) }
+
+// Emit sends an event to every socket of the main namespace.
+func (s *Server) Emit(event string, args ...any) error { return s.Of("/").Emit(event, args...) }
+
+// Close disconnects every client (reason "server shutting down") and
+// closes the namespaces' adapters.
+func (s *Server) Close() error {
+	return s.Shutdown(context.Background())
+}
+
+// Shutdown disconnects every client and waits, until ctx is done, for
+// their sessions to close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	nsps := make([]*Namespace, 0, len(s.nsps))
+	for _, ns := range s.nsps {
+		nsps = append(nsps, ns)
+	}
+	s.mu.Unlock()
+	err := s.eio.Shutdown(ctx)
+	var errs []error
+	for _, ns := range nsps {
+		if cerr := ns.adapter.Close(); cerr != nil {
+			errs = append(errs, cerr)
+		}
+	}
+	return errors.Join(append([]error{err}, errs...)...)
+}
+
+// engineHandler receives the Engine.IO sessions' events.
+type engineHandler struct{ s *Server }
+
+func (h engineHandler) OnOpen(sess *engineio.Session) {
+	c := newClient(h.s, sess)
+	sess.SetValue(c)
+}
+
+func (h engineHandler) OnMessage(sess *engineio.Session, typ engineio.MessageType, data []byte) {
+	if c, ok := sess.Value().(*client); ok {
+		c.onMessage(typ, data)
+	}
+}
+
+func (h engineHandler) OnClose(sess *engineio.Session, reason engineio.CloseReason, err error) {
+	if c, ok := sess.Value().(*client); ok {
+		c.onClose(reason, err)
+	}
+}
