@@ -57,65 +57,67 @@ type Event struct {
 	Name string
 	Args
 
-	socket *Socket
-	ackID  int64
-	acked  atomic.Bool
+	nsp   string
+	ackID int64
+	send  func(*Packet) error // nil when no acknowledgement was asked for
+	acked atomic.Bool
 }
 
-// WantsAck reports whether the client asked for an acknowledgement.
-func (e *Event) WantsAck() bool { return e.socket != nil }
+// WantsAck reports whether the peer asked for an acknowledgement.
+func (e *Event) WantsAck() bool { return e.send != nil }
 
 // Ack acknowledges the event with args (encoded as Emit does). Only the
 // first call sends anything; without a request for one, it does nothing.
 func (e *Event) Ack(args ...any) error {
-	if e.socket == nil || !e.acked.CompareAndSwap(false, true) {
+	if e.send == nil || !e.acked.CompareAndSwap(false, true) {
 		return nil
 	}
 	data, att, err := encodeArgs(make([]byte, 0, 32), args)
 	if err != nil {
 		return fmt.Errorf("socketio: encoding the acknowledgement of %q: %w", e.Name, err)
 	}
-	p := &Packet{Type: PacketAck, Namespace: e.socket.nsp.name, ID: e.ackID, Data: data, Attachments: att}
+	p := &Packet{Type: PacketAck, Namespace: e.nsp, ID: e.ackID, Data: data, Attachments: att}
 	if len(att) > 0 {
 		p.Type = PacketBinaryAck
 	}
-	return e.socket.client.sendPacket(p)
+	return e.send(p)
 }
 
-// eventHandler is a handler function given to Socket.On.
+// eventHandler is a handler function given to Socket.On or
+// ClientSocket.On; its first parameter is the socket.
 type eventHandler struct {
 	fn     reflect.Value
-	raw    func(*Socket, *Event)                       // the func(*Socket, *Event) form
+	raw    func(owner any, e *Event)                   // the func(S, *Event) form
 	params []reflect.Type                              // the argument parameters
 	ack    bool                                        // the last parameter is func(...any)
-	fast   func(s *Socket, e *Event, ack func(...any)) // common shapes without reflect.Call
+	fast   func(owner any, e *Event, ack func(...any)) // common shapes without reflect.Call
 }
 
 var (
-	socketType = reflect.TypeFor[*Socket]()
-	ackType    = reflect.TypeFor[func(...any)]()
-	errorType  = reflect.TypeFor[error]()
+	ackType   = reflect.TypeFor[func(...any)]()
+	errorType = reflect.TypeFor[error]()
 )
 
-func newEventHandler(fn any) (*eventHandler, error) {
+// newEventHandler checks fn's shape for a socket of type S.
+func newEventHandler[S any](fn any) (*eventHandler, error) {
 	if fn == nil {
 		return nil, errors.New("nil handler")
 	}
 	switch f := fn.(type) {
-	case func(*Socket, *Event):
-		return &eventHandler{raw: f}, nil
-	case func(*Socket):
-		return &eventHandler{fast: func(s *Socket, _ *Event, _ func(...any)) { f(s) }}, nil
-	case func(*Socket, func(...any)):
-		return &eventHandler{ack: true, fast: func(s *Socket, _ *Event, ack func(...any)) { f(s, ack) }}, nil
+	case func(S, *Event):
+		return &eventHandler{raw: func(o any, e *Event) { f(o.(S), e) }}, nil
+	case func(S):
+		return &eventHandler{fast: func(o any, _ *Event, _ func(...any)) { f(o.(S)) }}, nil
+	case func(S, func(...any)):
+		return &eventHandler{ack: true, fast: func(o any, _ *Event, ack func(...any)) { f(o.(S), ack) }}, nil
 	}
 	v := reflect.ValueOf(fn)
 	t := v.Type()
 	if t.Kind() != reflect.Func {
 		return nil, fmt.Errorf("the handler is a %v, not a function", t)
 	}
-	if t.NumIn() == 0 || t.In(0) != socketType {
-		return nil, fmt.Errorf("the handler's first parameter must be *socketio.Socket (it is %v)", t)
+	if st := reflect.TypeFor[S](); t.NumIn() == 0 || t.In(0) != st {
+		return nil, fmt.Errorf("the handler's first parameter must be %v (it is %v)", st, t)
 	}
 	if t.IsVariadic() {
 		return nil, fmt.Errorf("the handler %v is variadic: take a *socketio.Event to get every argument", t)
@@ -138,24 +140,25 @@ func newEventHandler(fn any) (*eventHandler, error) {
 	return h, nil
 }
 
-// call runs the handler for e. It returns an argument that did not
-// decode, or the error the handler returned.
-func (h *eventHandler) call(s *Socket, e *Event) error {
+// call runs the handler for e with owner, the socket. It returns an
+// argument that did not decode, or the error the handler returned; errors
+// of the acknowledgement go to report.
+func (h *eventHandler) call(owner any, e *Event, report func(error)) error {
 	if h.raw != nil {
-		h.raw(s, e)
+		h.raw(owner, e)
 		return nil
 	}
 	ack := func(args ...any) {
 		if err := e.Ack(args...); err != nil {
-			s.reportError(err)
+			report(err)
 		}
 	}
 	if h.fast != nil {
-		h.fast(s, e, ack)
+		h.fast(owner, e, ack)
 		return nil
 	}
 	in := make([]reflect.Value, 0, len(h.params)+2)
-	in = append(in, reflect.ValueOf(s))
+	in = append(in, reflect.ValueOf(owner))
 	for i, t := range h.params {
 		p := reflect.New(t)
 		if i < len(e.raw) && !isJSONNull(e.raw[i]) {

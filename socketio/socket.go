@@ -201,7 +201,7 @@ func (s *Socket) isDisconnected() bool {
 // description of the problem if fn has another shape: that is a mistake
 // in the program, not in the input.
 func (s *Socket) On(event string, fn any) {
-	h, err := newEventHandler(fn)
+	h, err := newEventHandler[*Socket](fn)
 	if err != nil {
 		panic(fmt.Sprintf("socketio: On(%q): %v", event, err))
 	}
@@ -315,7 +315,7 @@ func (s *Socket) dispatch(p *Packet) {
 	}
 	e := &Event{Name: name, Args: Args{raw: args, att: p.Attachments}}
 	if p.ID >= 0 {
-		e.ackID, e.socket = p.ID, s
+		e.nsp, e.ackID, e.send = s.nsp.name, p.ID, s.client.sendPacket
 	}
 	s.mu.Lock()
 	mws, anyIn, hs := s.middlewares, s.anyIn, s.handlers[name]
@@ -330,7 +330,7 @@ func (s *Socket) dispatch(p *Packet) {
 		_ = safeCall(s.nsp.srv, s, func() error { fn(s, e); return nil })
 	}
 	for _, h := range hs {
-		if err := safeCall(s.nsp.srv, s, func() error { return h.call(s, e) }); err != nil {
+		if err := safeCall(s.nsp.srv, s, func() error { return h.call(s, e, s.reportError) }); err != nil {
 			s.reportError(fmt.Errorf("socketio: event %q: %w", name, err))
 		}
 	}
