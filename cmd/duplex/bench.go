@@ -55,6 +55,15 @@ Scenarios:
            deliveries/s, expected and received deliveries (losses), latency
            p50/p99/max. --count counts messages sent.
              duplex bench fanout --conns 1000 ws://127.0.0.1:8080/ws/broadcast
+  socketio --conns Socket.IO clients (default 100) on the namespace named by
+           URL's path (an http:// URL; --path is the server's Socket.IO
+           path, default /socket.io/; --transport websocket, polling or
+           upgrade), each in a closed loop: emit --event (default "echo")
+           with a string of --size bytes and an acknowledgement, check the
+           acknowledgement carries the string back, repeat. Reports acks/s,
+           latency p50/p90/p99/max and errors; with --server-pid the
+           server's CPU per ack and memory per client. --count counts acks.
+             duplex bench socketio --conns 1000 http://127.0.0.1:3001/
 
 Only loopback targets (127.0.0.0/8, ::1, localhost) are allowed unless
 --allow-remote is given: load only servers you are responsible for.
@@ -69,20 +78,24 @@ Flags:
 `
 
 // benchScenarios are the scenarios bench runs, in the order of the usage.
-var benchScenarios = []string{"echo", "idle", "connect", "fanout"}
+var benchScenarios = []string{"echo", "idle", "connect", "fanout", "socketio"}
 
 // benchFlagScenarios lists the flags that only some scenarios take; using
 // one with another scenario is an error rather than silently ignored.
 var benchFlagScenarios = map[string][]string{
-	"count":         {"echo", "connect", "fanout"},
-	"size":          {"echo", "fanout"},
+	"count":         {"echo", "connect", "fanout", "socketio"},
+	"size":          {"echo", "fanout", "socketio"},
 	"binary":        {"echo", "fanout"},
-	"warmup":        {"echo", "connect", "fanout"},
+	"warmup":        {"echo", "connect", "fanout", "socketio"},
+	"deflate":       {"echo", "idle", "connect", "fanout"},
+	"transport":     {"socketio"},
+	"path":          {"socketio"},
+	"event":         {"socketio"},
 	"pipeline":      {"echo"},
 	"ping-interval": {"idle"},
 	// connect's workers each run one handshake at a time: --conns is its
 	// concurrency.
-	"dial-concurrency": {"echo", "idle", "fanout"},
+	"dial-concurrency": {"echo", "idle", "fanout", "socketio"},
 }
 
 // benchConfig is the parsed command line of duplex bench.
@@ -106,10 +119,13 @@ type benchConfig struct {
 	timeout         time.Duration
 	insecure        bool
 	headers         multiFlag
+	transport       string // socketio
+	sioPath         string // socketio
+	event           string // socketio
 }
 
 // defaultConns is --conns per scenario when not given.
-var defaultConns = map[string]int{"echo": 100, "idle": 1000, "connect": 10, "fanout": 100}
+var defaultConns = map[string]int{"echo": 100, "idle": 1000, "connect": 10, "fanout": 100, "socketio": 100}
 
 func benchCmd(args []string, stdout, stderr io.Writer) error {
 	cfg := benchConfig{}
@@ -136,6 +152,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "handshake timeout")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate (wss://)")
 	fs.Var(&cfg.headers, "H", "extra request header `'Name: value'` (repeatable)")
+	fs.StringVar(&cfg.transport, "transport", "websocket", "Socket.IO transport: websocket, polling or upgrade (polling, then WebSocket) (socketio)")
+	fs.StringVar(&cfg.sioPath, "path", "/socket.io/", "the server's Socket.IO `path` (socketio)")
+	fs.StringVar(&cfg.event, "event", "echo", "the `event` emitted with an acknowledgement, which must carry the payload back (socketio)")
 
 	if len(args) == 0 {
 		fs.Usage()
@@ -147,9 +166,6 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	cfg.scenario = args[0]
-	if cfg.scenario == "socketio" {
-		return errors.New(`scenario "socketio" is not implemented yet: use echo, idle, connect or fanout`)
-	}
 	if !slices.Contains(benchScenarios, cfg.scenario) {
 		fmt.Fprintf(stderr, "duplex bench: unknown scenario %q: use %s\n", cfg.scenario, strings.Join(benchScenarios, ", "))
 		return errUsage
@@ -213,6 +229,8 @@ func (cfg *benchConfig) validate(set map[string]bool) error {
 		return fmt.Errorf("--timeout %v: must be positive", cfg.timeout)
 	case cfg.serverPID < 0:
 		return fmt.Errorf("--server-pid %d: not a process id", cfg.serverPID)
+	case cfg.scenario == "socketio" && sioTransports[cfg.transport] == nil:
+		return fmt.Errorf("--transport %q: want websocket, polling or upgrade", cfg.transport)
 	case cfg.scenario == "fanout" && cfg.rate == 0:
 		return errors.New("--rate 0: fanout needs a message rate (the default is 100 per second)")
 	case cfg.scenario == "fanout" && cfg.size < stampLen(cfg.binary):
@@ -351,6 +369,8 @@ func runBench(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) e
 		err = r.connect(ctx)
 	case "fanout":
 		err = r.fanout(ctx)
+	case "socketio":
+		err = r.socketio(ctx)
 	}
 	r.prog.end()
 	if err != nil {

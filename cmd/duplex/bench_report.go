@@ -26,11 +26,12 @@ type benchSummary struct {
 	Seconds    float64 `json:"seconds"`    // the measured time (idle: the hold)
 	StoppedBy  string  `json:"stopped_by"` // duration, count or interrupt
 
-	Dial    *dialSummary    `json:"dial,omitempty"`
-	Echo    *echoSummary    `json:"echo,omitempty"`
-	Idle    *idleSummary    `json:"idle,omitempty"`
-	Connect *connectSummary `json:"connect,omitempty"`
-	Fanout  *fanoutSummary  `json:"fanout,omitempty"`
+	Dial     *dialSummary    `json:"dial,omitempty"`
+	Echo     *echoSummary    `json:"echo,omitempty"`
+	Idle     *idleSummary    `json:"idle,omitempty"`
+	Connect  *connectSummary `json:"connect,omitempty"`
+	Fanout   *fanoutSummary  `json:"fanout,omitempty"`
+	SocketIO *sioSummary     `json:"socketio,omitempty"`
 
 	Server *serverSummary `json:"server,omitempty"` // with --server-pid
 	Client *clientSummary `json:"client,omitempty"` // this process (Linux)
@@ -88,16 +89,17 @@ type fanoutSummary struct {
 // serverSummary is what /proc said about the server around the
 // measurement.
 type serverSummary struct {
-	PID           int     `json:"pid"`
-	CPUSeconds    float64 `json:"cpu_seconds"`
-	Op            string  `json:"op,omitempty"` // what cpu_us_per_op divides by
-	CPUUSPerOp    float64 `json:"cpu_us_per_op,omitempty"`
-	RSSBeforeKiB  int64   `json:"rss_before_kib"`
-	RSSAfterKiB   int64   `json:"rss_after_kib"`
-	RSSPeakKiB    int64   `json:"rss_peak_kib"`
-	RSSPerConnKiB float64 `json:"rss_per_conn_kib,omitempty"` // idle: (after - before) / established
-	Threads       int64   `json:"threads"`
-	Error         string  `json:"error,omitempty"` // the second sample failed (the server exited?)
+	PID            int     `json:"pid"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	Op             string  `json:"op,omitempty"` // what cpu_us_per_op divides by
+	CPUUSPerOp     float64 `json:"cpu_us_per_op,omitempty"`
+	RSSBeforeKiB   int64   `json:"rss_before_kib"`
+	RSSAfterKiB    int64   `json:"rss_after_kib"`
+	RSSPeakKiB     int64   `json:"rss_peak_kib"`
+	RSSPerConnKiB  float64 `json:"rss_per_conn_kib,omitempty"` // idle: (after - before) / established; socketio: (after - unloaded) / clients
+	RSSUnloadedKiB int64   `json:"rss_unloaded_kib,omitempty"` // socketio: before the clients connected
+	Threads        int64   `json:"threads"`
+	Error          string  `json:"error,omitempty"` // the second sample failed (the server exited?)
 }
 
 // clientSummary is this process's CPU time during the measurement.
@@ -108,8 +110,9 @@ type clientSummary struct {
 
 // serverProbe samples the server's /proc entries.
 type serverProbe struct {
-	pid    int
-	before procSample
+	pid      int
+	before   procSample
+	unloaded int64 // RSS in KiB before the load connected; 0 if not sampled
 }
 
 func newServerProbe(pid int) (*serverProbe, error) {
@@ -149,10 +152,25 @@ func (p *serverProbe) finish(ops int64, op string, conns int64) *serverSummary {
 		sum.CPUUSPerOp = round3(cpu * 1e6 / float64(ops))
 	}
 	sum.RSSAfterKiB, sum.RSSPeakKiB, sum.Threads = after.rssKiB, after.hwmKiB, after.threads
+	base := p.before.rssKiB
+	if p.unloaded > 0 {
+		base, sum.RSSUnloadedKiB = p.unloaded, p.unloaded
+	}
 	if conns > 0 {
-		sum.RSSPerConnKiB = round1(float64(after.rssKiB-p.before.rssKiB) / float64(conns))
+		sum.RSSPerConnKiB = round1(float64(after.rssKiB-base) / float64(conns))
 	}
 	return sum
+}
+
+// markUnloaded samples the server's memory before the load connects, for
+// finish's memory per connection.
+func (p *serverProbe) markUnloaded() {
+	if p == nil {
+		return
+	}
+	if s, err := readProc(p.pid); err == nil {
+		p.unloaded = s.rssKiB
+	}
 }
 
 // clientProbe samples this process's CPU time.
@@ -236,6 +254,13 @@ func (s *benchSummary) print(w io.Writer) {
 		if len(d.Failures) > 0 {
 			row("  failures", "%s", formatReasons(d.Failures))
 		}
+	}
+	if e := s.SocketIO; e != nil {
+		row("acks", "%s acknowledged (%q over %s): %s/s", commas(e.Acks), e.Event, e.Transport, commas(int64(e.AcksPerSec)))
+		if e.Latency != nil {
+			row("latency", "%s", fmtLatency(e.Latency, true))
+		}
+		row("errors", "%s", fmtErrors(e.Errors, e.ErrorReasons))
 	}
 	if e := s.Echo; e != nil {
 		row("messages", "%s echoed: %s/s, %s/s each way", commas(e.Messages), commas(int64(e.MessagesPerSec)), fmtBytes(e.BytesPerSec))

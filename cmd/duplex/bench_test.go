@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duplexrt/duplex/socketio"
 )
 
 // startBenchServer serves duplex serve's endpoints (/ws/echo and
@@ -123,6 +125,32 @@ func TestBenchEcho(t *testing.T) {
 // TestBenchEchoDetectsBadEcho points echo at the broadcast endpoint, where
 // every connection gets the others' messages too: replies are counted as
 // errors, not as echoes.
+func TestBenchSocketIO(t *testing.T) {
+	srv, err := socketio.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnConnection(func(s *socketio.Socket) {
+		s.On("echo", func(s *socketio.Socket, e *socketio.Event) { _ = e.Ack(e.Values()...) })
+		s.On("wrong", func(s *socketio.Socket, ack func(...any)) { ack("not it") })
+	})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	for _, transport := range []string{"websocket", "polling", "upgrade"} {
+		s := runBenchJSON(t, "socketio", "--conns", "3", "--count", "60", "--size", "40", "--transport", transport, hs.URL+"/")
+		checkDial(t, s.Dial, 3)
+		if s.StoppedBy != "count" || s.SocketIO == nil || s.SocketIO.Acks != 60 || s.SocketIO.Errors != 0 {
+			t.Fatalf("%s: stopped by %q, socketio %+v; want 60 acks and no errors", transport, s.StoppedBy, s.SocketIO)
+		}
+		checkLatency(t, "socketio", s.SocketIO.Latency)
+	}
+	s := runBenchJSON(t, "socketio", "--conns", "2", "--duration", "300ms", "--event", "wrong", hs.URL+"/")
+	if s.SocketIO == nil || s.SocketIO.Errors == 0 {
+		t.Fatalf("socketio %+v: want errors for acks without the payload", s.SocketIO)
+	}
+}
+
 func TestBenchEchoDetectsBadEcho(t *testing.T) {
 	base, _ := startBenchServer(t)
 	s := runBenchJSON(t, "echo", "--conns", "3", "--duration", "300ms", base+"/ws/broadcast")
@@ -267,7 +295,9 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "echo"}, 2, "takes one URL"},
 		{[]string{"bench", "echo", closed, closed}, 2, "takes one URL"},
 		{[]string{"bench", "echo", "--nope", closed}, 2, "not defined"},
-		{[]string{"bench", "socketio", closed}, 1, "not implemented"},
+		{[]string{"bench", "socketio", "--conns", "2", "--timeout", "1s", closed}, 1, "no client connected"},
+		{[]string{"bench", "socketio", "--transport", "carrier-pigeon", closed}, 1, "--transport"},
+		{[]string{"bench", "echo", "--event", "x", closed}, 1, "--event does not apply"},
 		{[]string{"bench", "idle", "--pipeline", "2", closed}, 1, "--pipeline does not apply to idle"},
 		{[]string{"bench", "connect", "--size", "2", closed}, 1, "--size does not apply"},
 		{[]string{"bench", "connect", "--dial-concurrency", "2", closed}, 1, "--dial-concurrency does not apply"},
