@@ -102,7 +102,7 @@ func TestClientTransports(t *testing.T) {
 			send := func(i int) {
 				switch i % 3 {
 				case 0:
-					_ = c.SendText("m" + string(rune('a'+i)))
+					_ = c.Send(MessageText, []byte("m"+string(rune('a'+i))))
 					want = append(want, event{kind: "message", typ: MessageText, data: "m" + string(rune('a'+i))})
 				case 1:
 					_ = c.SendBinary([]byte{byte(i), 0, 255})
@@ -167,7 +167,7 @@ func TestClientServerClose(t *testing.T) {
 
 func TestClientHeartbeat(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, &ServerOptions{PingInterval: 30 * time.Millisecond, PingTimeout: 30 * time.Millisecond})
+	ts := startServer(t, &ServerOptions{PingInterval: 30 * time.Millisecond, PingTimeout: 500 * time.Millisecond})
 	for _, transports := range [][]string{{TransportPolling}, {TransportWebSocket}} {
 		t.Run(transports[0], func(t *testing.T) {
 			rec := newClientRecorder()

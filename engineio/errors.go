@@ -46,6 +46,7 @@ type RequestError struct {
 	Message string    // the body's "message"
 }
 
+// Error returns the status, code and message.
 func (e *RequestError) Error() string {
 	return fmt.Sprintf("engineio: request refused with HTTP %d, code %d: %s", e.Status, int(e.Code), e.Message)
 }
@@ -74,6 +75,7 @@ const (
 	ReasonServerShutdown CloseReason = "server shutting down"
 )
 
+// String returns the reason as Node names it, such as "ping timeout".
 func (r CloseReason) String() string { return string(r) }
 
 var (

@@ -2,8 +2,11 @@ package engineio
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -158,6 +161,45 @@ func FuzzDecodePacket(f *testing.F) {
 		q, err := DecodePacket(enc)
 		if err != nil || q.Type != p.Type || q.Binary != p.Binary || !bytes.Equal(q.Data, p.Data) {
 			t.Fatalf("round trip of %q: %q decodes to %v, %v", in, enc, q, err)
+		}
+	})
+}
+
+// FuzzServePost posts arbitrary payloads to a session: the server answers
+// 200 "ok" or 400, never panics, and a 400 closes the session.
+func FuzzServePost(f *testing.F) {
+	for _, s := range []string{"4hello", "4a\x1ebAQIDBA==", "abc", "", "1", "2", "3\x1e4x", "4\xff", "5\x1e6"} {
+		f.Add([]byte(s))
+	}
+	srv, err := NewServer(&ServerOptions{MaxPayload: 4096, PingTimeout: 50 * time.Millisecond, Handler: HandlerFuncs{
+		Message: func(s *Session, typ MessageType, data []byte) { _ = s.Send(typ, data) },
+	}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = srv.Close() })
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", "/engine.io/?EIO=4&transport=polling", nil))
+		var hs struct{ SID string }
+		if err := json.Unmarshal(rec.Body.Bytes()[1:], &hs); err != nil {
+			t.Fatalf("handshake %q: %v", rec.Body, err)
+		}
+		url := "/engine.io/?EIO=4&transport=polling&sid=" + hs.SID
+		rec = httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("POST", url, bytes.NewReader(body)))
+		switch {
+		case rec.Code == 200 && rec.Body.String() == "ok":
+		case rec.Code == 400 || rec.Code == 413:
+			if s := srv.Session(hs.SID); s != nil {
+				t.Fatalf("POST %q answered %d, and the session is still open", body, rec.Code)
+			}
+		default:
+			t.Fatalf("POST %q: %d %q", body, rec.Code, rec.Body)
+		}
+		if s := srv.Session(hs.SID); s != nil {
+			_ = s.Close()
+			<-s.Done()
 		}
 	})
 }

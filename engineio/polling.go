@@ -38,6 +38,11 @@ func writePollResult(w http.ResponseWriter, res pollResult) {
 // queued packets, or parks until there are some.
 func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	if s.pingExpiredLocked() {
+		s.mu.Unlock()
+		s.closeWith(ReasonPingTimeout, nil, closeNow)
+		s.mu.Lock()
+	}
 	switch {
 	case s.state == stateClosed && s.lingerNoop:
 		s.lingerNoop = false
@@ -118,6 +123,11 @@ const maxPooledBody = 64 << 10
 // servePost serves a long-polling POST: a payload from the client.
 func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	if s.pingExpiredLocked() {
+		s.mu.Unlock()
+		s.closeWith(ReasonPingTimeout, nil, closeNow)
+		s.mu.Lock()
+	}
 	switch {
 	case s.state == stateClosed:
 		s.mu.Unlock()

@@ -329,6 +329,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if transport == TransportWebSocket {
+			if !isUpgrade(r) {
+				writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+				return
+			}
 			s.serveUpgrade(w, r, ss)
 			return
 		}
@@ -346,6 +350,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadHandshakeMethod, "")
 		return
 	}
+	if transport == TransportWebSocket && !isUpgrade(r) {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		return
+	}
 	if s.opts.AllowRequest != nil {
 		if err := s.opts.AllowRequest(r); err != nil {
 			writeError(w, http.StatusForbidden, CodeForbidden, err.Error())
@@ -357,6 +365,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.servePollingHandshake(w, r)
+}
+
+// isUpgrade tells whether r asks for a WebSocket: a plain HTTP request for
+// the WebSocket transport is refused as Node's engine.io refuses it.
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 // cors writes the CORS headers, and answers a preflight request, which it

@@ -365,6 +365,7 @@ func TestRejections(t *testing.T) {
 		{"POST unknown sid", "POST", "EIO=4&transport=polling&sid=nope", 400, CodeUnknownSID},
 		{"websocket unknown sid", "GET", "EIO=4&transport=websocket&sid=nope", 400, CodeUnknownSID},
 		{"PUT with sid", "PUT", "EIO=4&transport=polling&sid=" + sid, 400, CodeBadRequest},
+		{"websocket without upgrade", "GET", "EIO=4&transport=websocket", 400, CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -641,7 +642,8 @@ func TestMaxSessions(t *testing.T) {
 
 func TestHeartbeat(t *testing.T) {
 	t.Parallel()
-	const interval, timeout = 100 * time.Millisecond, 80 * time.Millisecond
+	// A timeout long enough for a loaded machine to answer in time.
+	const interval, timeout = 100 * time.Millisecond, 300 * time.Millisecond
 	ts := startServer(t, &ServerOptions{PingInterval: interval, PingTimeout: timeout})
 	t.Run("polling", func(t *testing.T) {
 		t.Parallel()
@@ -657,7 +659,7 @@ func TestHeartbeat(t *testing.T) {
 			t.Errorf("three pings in %v, want at least %v", el, 3*interval)
 		}
 		// No pong: the session is closed PingInterval+PingTimeout later.
-		time.Sleep(interval + timeout + 50*time.Millisecond)
+		time.Sleep(interval + timeout + 200*time.Millisecond)
 		if r := ts.poll(t, sid); r.status != 400 {
 			t.Errorf("poll after the ping timeout: %d %q", r.status, r.body)
 		}
@@ -939,5 +941,56 @@ func TestNewServerErrors(t *testing.T) {
 		if _, err := NewServer(&o); err == nil {
 			t.Errorf("NewServer(%+v): no error", o)
 		}
+	}
+}
+
+func TestSessionAccessors(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil)
+	sid := ts.handshake(t)
+	s := ts.rec.session(t)
+	if s.ID() != sid {
+		t.Errorf("ID() = %q, want %q", s.ID(), sid)
+	}
+	if ts.Session(sid) != s || ts.Session("nope") != nil {
+		t.Error("Server.Session does not find the session")
+	}
+	s.SetValue(42)
+	if v, _ := s.Value().(int); v != 42 {
+		t.Errorf("Value() = %v", s.Value())
+	}
+	_ = s.SendText("abc")
+	if n := s.Buffered(); n != 3 {
+		t.Errorf("Buffered() = %d, want 3", n)
+	}
+	if s.Context().Err() != nil {
+		t.Error("the context of an open session is done")
+	}
+	ts.post(t, sid, "1")
+	<-s.Done()
+	if s.Context().Err() == nil {
+		t.Error("the context of a closed session is not done")
+	}
+	if ts.Session(sid) != nil {
+		t.Error("Server.Session returns a closed session")
+	}
+}
+
+func TestStrings(t *testing.T) {
+	t.Parallel()
+	for got, want := range map[string]string{
+		CodeUnknownSID.String():    "Session ID unknown",
+		ErrorCode(9).String():      "ErrorCode(9)",
+		ReasonPingTimeout.String(): "ping timeout",
+		MessageBinary.String():     "binary",
+		MessageType(7).String():    "MessageType(7)",
+	} {
+		if got != want {
+			t.Errorf("%q, want %q", got, want)
+		}
+	}
+	err := (&RequestError{Status: 400, Code: CodeBadRequest, Message: "Bad request"}).Error()
+	if err != "engineio: request refused with HTTP 400, code 3: Bad request" {
+		t.Errorf("RequestError: %q", err)
 	}
 }

@@ -144,6 +144,8 @@ type Session struct {
 	awaitingPong bool
 	timer        *time.Timer
 	timerGen     uint64
+	timerDue     time.Time // when the timer is due
+	pongDeadline time.Time // while awaitingPong: when the session times out
 	reason       CloseReason
 	closeErr     error
 	scratch      []byte
@@ -441,7 +443,15 @@ func (s *Session) startHeartbeat() { s.armTimerLocked(s.srv.opts.PingInterval) }
 func (s *Session) armTimerLocked(d time.Duration) {
 	s.stopTimerLocked()
 	gen := s.timerGen
+	s.timerDue = time.Now().Add(d)
 	s.timer = time.AfterFunc(d, func() { s.onTimer(gen) })
+}
+
+// pingExpiredLocked tells whether the pong is late, even if the timer that
+// closes the session has not run yet: a request that comes after the
+// deadline finds the session closed, however late the timer fires.
+func (s *Session) pingExpiredLocked() bool {
+	return s.state == stateOpen && s.awaitingPong && !time.Now().Before(s.pongDeadline)
 }
 
 // onTimer sends a ping, or closes the session whose pong is late (or whose
@@ -464,7 +474,10 @@ func (s *Session) onTimer(gen uint64) {
 	}
 	s.awaitingPong = true
 	err := s.sendControlLocked(Packet{Type: PacketPing})
-	s.armTimerLocked(s.srv.opts.PingTimeout)
+	// The deadline counts from when the ping was due, not from when this
+	// timer ran, so a late timer does not lengthen it.
+	s.pongDeadline = s.timerDue.Add(s.srv.opts.PingTimeout)
+	s.armTimerLocked(time.Until(s.pongDeadline))
 	s.mu.Unlock()
 	if err != nil {
 		s.closeWith(ReasonTransportError, err, closeNow)

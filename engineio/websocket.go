@@ -113,10 +113,6 @@ func (s *Session) upgrade(c *ws.Conn) error {
 	if typ != ws.MessageText || string(data) != "2probe" {
 		return fmt.Errorf("engineio: upgrade: got %q, want the probe 2probe", quoteStart(data))
 	}
-	// 3probe goes out before anything that follows the probe is handled.
-	if err := c.Write(ctx, ws.MessageText, []byte("3probe")); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	s.probed = true
 	if pw := s.poll; pw != nil {
@@ -134,6 +130,12 @@ func (s *Session) upgrade(c *ws.Conn) error {
 		defer t.Stop()
 	}
 	s.mu.Unlock()
+	// Probed is set before 3probe goes out, so that a poll the client
+	// sends once it has 3probe is ended with a noop. 3probe goes out
+	// before anything that follows the probe is handled.
+	if err := c.Write(ctx, ws.MessageText, []byte("3probe")); err != nil {
+		return err
+	}
 
 	typ, data, err = c.Read(ctx)
 	if err != nil {
