@@ -84,14 +84,18 @@ func (srv *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, s *Sessi
 		return
 	}
 	srv.wg.Add(1)
-	defer srv.wg.Done()
 	if err := s.upgrade(c); err != nil {
+		srv.wg.Done()
 		s.log.Debug("engineio: upgrade failed", "err", err)
 		s.abandonUpgrade()
 		_ = c.CloseNow()
 		return
 	}
-	s.readWebSocket(c)
+	// On a goroutine of its own, as serveWebSocketHandshake's.
+	go func() {
+		defer srv.wg.Done()
+		s.readWebSocket(c)
+	}()
 }
 
 // upgrade runs the probe and hands the session over to c.

@@ -187,6 +187,11 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 
 	c := newConn(nc, br, false, subprotocol, cfg) // br reads through src; writes go straight to nc (writev needs the real TCPConn)
 	c.src = src
+	// An idle server connection holds no buffer: its read buffer is given
+	// back while it waits between messages, its write buffer after each
+	// frame (both from pools sized by the options).
+	c.idle = newIdleWaiter(c)
+	c.pooled.Store(true)
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
 		c.extensions = deflate.String()

@@ -129,6 +129,7 @@ type Conn struct {
 	src       net.Conn      // what br reads from
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
+	idle      *idleWaiter   // server conns on a plain socket: wait for input without a read buffer (readMu held)
 	rd        messageState
 	pending   []pendingMessage // read by Close, not yet by the application
 	msgSeq    uint64           // messages begun, so a stale message reader can tell
@@ -657,6 +658,14 @@ func (c *Conn) readDataHeader() (header, error) {
 			} else if c.bufferedInput() == 0 {
 				return header{}, errWouldBlock
 			}
+		} else if c.idle != nil && !c.rd.inMessage && c.bufferedInput() == 0 {
+			// Between messages with nothing buffered: wait for input
+			// without holding the read buffer, so that an idle server
+			// connection holds none. A deadline (a context's) ends the
+			// wait, and the read below reports it.
+			c.releaseReader()
+			c.idle.wait()
+			c.borrowReader()
 		}
 		h, err := c.readHeader()
 		if err != nil {

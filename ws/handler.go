@@ -85,9 +85,13 @@ const maxKeptReadBuffer = 64 << 10
 // messages into one reused buffer until the connection ends.
 func serveHandler(ctx context.Context, c *Conn, h Handler) {
 	h.OnOpen(c)
-	if w := newIdleWaiter(c); w != nil {
-		serveLean(c, h, w)
-		return
+	// A waiter of its own: c.idle serves readers that hold readMu (a
+	// Close reading the peer's close frame), and this loop waits without.
+	if c.idle != nil {
+		if w := newIdleWaiter(c); w != nil {
+			serveLean(c, h, w)
+			return
+		}
 	}
 	var buf []byte
 	for {
