@@ -644,6 +644,14 @@ func (c *Client) writer() {
 		n, closing := 0, false
 		for n < len(c.queue) {
 			p := c.queue[n]
+			if p.Type == PacketClose && n > 0 {
+				// The close packet goes in a request of its own, after
+				// what was queued before it, as engine.io-client does: a
+				// server handles a payload's packets in order, but the
+				// layer above may act on the messages only after the
+				// close.
+				break
+			}
 			size := len(p.Data) + 1
 			if p.Binary {
 				size = 1 + (len(p.Data)+2)/3*4

@@ -339,9 +339,10 @@ func (s *Session) closeWith(reason CloseReason, err error, mode closeMode) {
 		s.mu.Unlock()
 		return
 	}
-	if mode == closeGraceful && s.ws == nil && s.poll == nil && len(s.queue) > 0 {
-		// Long-polling with messages queued and no poll to take them:
-		// the next poll takes them and the close packet.
+	if mode == closeGraceful && s.ws == nil && s.poll == nil {
+		// Long-polling and no poll waiting: the next poll takes what is
+		// queued and the close packet (as Node's engine.io, so that the
+		// client sees a close, not an unknown session).
 		s.state = stateClosing
 		s.reason, s.closeErr = reason, err
 		s.queue = append(s.queue, Packet{Type: PacketClose})

@@ -142,6 +142,22 @@ func (c *client) send(text []byte, attachments [][]byte, volatile bool) error {
 	return nil
 }
 
+// disconnectAll disconnects every socket of the client (each client
+// socket gets a DISCONNECT, reason "server namespace disconnect"), then
+// closes the connection, as the JavaScript server's disconnect(true).
+func (c *client) disconnectAll() {
+	c.mu.Lock()
+	sockets := make([]*Socket, 0, len(c.sockets))
+	for _, s := range c.sockets {
+		sockets = append(sockets, s)
+	}
+	c.mu.Unlock()
+	for _, s := range sockets {
+		s.Disconnect(false)
+	}
+	c.close(ReasonForcedServerClose)
+}
+
 // close closes the session; reason, if not empty, is what the sockets
 // are told instead of the Engine.IO reason.
 func (c *client) close(reason string) {

@@ -335,6 +335,17 @@ func (m *Manager) onClose(c *engineio.Client, reason engineio.CloseReason, err e
 	m.scheduleReconnect()
 }
 
+// EngineID returns the id of the Engine.IO session under the manager's
+// sockets, "" while it is not connected.
+func (m *Manager) EngineID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.eio == nil {
+		return ""
+	}
+	return m.eio.ID()
+}
+
 // maybeClose closes the connection when no socket wants it any more.
 func (m *Manager) maybeClose() {
 	m.mu.Lock()
@@ -675,6 +686,7 @@ func (s *ClientSocket) disconnected(reason string, keepActive bool) {
 	s.mu.Lock()
 	was := s.connected
 	s.connected = false
+	s.id = "" // as socket.io-client; the session to recover is pid's
 	s.active = s.active && keepActive
 	acks := s.acks
 	s.acks = make(map[int64]func(*Args))

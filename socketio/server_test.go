@@ -540,7 +540,8 @@ func TestDisconnectReasons(t *testing.T) {
 	expect(ReasonServerNamespaceDisconnect)
 	rc.connect("/", "")
 	rc.send(`2["close-me"]`)
-	expect(ReasonForcedServerClose)
+	rc.expect(`1`) // a DISCONNECT first, then the connection closes
+	expect(ReasonServerNamespaceDisconnect)
 	rc.expectClosed()
 	rc = dialRaw(t, url)
 	rc.connect("/", "")

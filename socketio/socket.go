@@ -189,7 +189,9 @@ func (s *Socket) isDisconnected() bool {
 //   - one *Event: the raw event (arguments, acknowledgement);
 //   - or the event's arguments, each decoded into its parameter's type
 //     (with encoding/json; a []byte parameter takes a binary attachment; a
-//     json.RawMessage takes the argument as sent; any takes what
+//     json.RawMessage takes the argument's JSON text, binary attachments
+//     inlined as base64 strings — take a *Event and relay Values() to pass
+//     binary on; any takes what
 //     encoding/json makes of it, with []byte for binary), a missing
 //     argument leaving its zero value; then, optionally, a func(...any)
 //     last, which acknowledges the event with its arguments (calling it
@@ -497,7 +499,7 @@ func (s *Socket) Broadcast() *BroadcastOperator { return newOperator(s.nsp, s) }
 // and the client's sockets in other namespaces disconnect too.
 func (s *Socket) Disconnect(closeConn bool) {
 	if closeConn {
-		s.client.close(ReasonForcedServerClose)
+		s.client.disconnectAll()
 		return
 	}
 	if !s.isDisconnected() {

@@ -205,31 +205,51 @@ func installApp(ns *socketio.Namespace, rs *reasons) {
 		s.On("room-size", func(s *socketio.Socket, room string, ack func(...any)) {
 			ack(len(ns.Adapter().Sockets([]string{room})))
 		})
-		s.On("say", func(s *socketio.Socket, room string, msg json.RawMessage, ack func(...any)) {
-			_ = s.To(room).Emit("said", room, msg, s.ID())
-			ack(true)
+		// The message arguments are relayed with Values(), so that binary
+		// stays binary.
+		arg := func(e *socketio.Event, i int) any {
+			if v := e.Values(); i < len(v) {
+				return v[i]
+			}
+			return nil
+		}
+		str := func(e *socketio.Event, i int) string {
+			var v string
+			_ = e.Decode(i, &v)
+			return v
+		}
+		s.On("say", func(s *socketio.Socket, e *socketio.Event) {
+			room := str(e, 0)
+			_ = s.To(room).Emit("said", room, arg(e, 1), s.ID())
+			_ = e.Ack(true)
 		})
-		s.On("shout", func(s *socketio.Socket, msg json.RawMessage, ack func(...any)) {
-			_ = ns.Emit("shouted", msg, s.ID())
-			ack(true)
+		s.On("shout", func(s *socketio.Socket, e *socketio.Event) {
+			_ = ns.Emit("shouted", arg(e, 0), s.ID())
+			_ = e.Ack(true)
 		})
-		s.On("others", func(s *socketio.Socket, msg json.RawMessage, ack func(...any)) {
-			_ = s.Broadcast().Emit("others", msg, s.ID())
-			ack(true)
+		s.On("others", func(s *socketio.Socket, e *socketio.Event) {
+			_ = s.Broadcast().Emit("others", arg(e, 0), s.ID())
+			_ = e.Ack(true)
 		})
-		s.On("whisper", func(s *socketio.Socket, target string, msg json.RawMessage, ack func(...any)) {
-			_ = ns.To(target).Emit("whisper", msg, s.ID())
-			ack(true)
+		s.On("whisper", func(s *socketio.Socket, e *socketio.Event) {
+			_ = ns.To(str(e, 0)).Emit("whisper", arg(e, 1), s.ID())
+			_ = e.Ack(true)
 		})
-		s.On("ask", func(s *socketio.Socket, question json.RawMessage, timeoutMs float64, ack func(...any)) {
+		s.On("ask", func(s *socketio.Socket, e *socketio.Event) {
+			var timeoutMs float64
+			_ = e.Decode(1, &timeoutMs)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeoutMs*float64(time.Millisecond)))
 			defer cancel()
-			reply, err := s.EmitWithAck(ctx, "question", question)
+			reply, err := s.EmitWithAck(ctx, "question", arg(e, 0))
 			if err != nil {
-				ack(map[string]string{"error": "timeout"})
+				_ = e.Ack(map[string]string{"error": "timeout"})
 				return
 			}
-			ack(map[string]any{"answer": reply.Raw(0)})
+			var answer any
+			if v := reply.Values(); len(v) > 0 {
+				answer = v[0]
+			}
+			_ = e.Ack(map[string]any{"answer": answer})
 		})
 		s.On("collect", func(s *socketio.Socket, room string, timeoutMs float64, ack func(...any)) {
 			replies, err := ns.To(room).Timeout(time.Duration(timeoutMs*float64(time.Millisecond))).
