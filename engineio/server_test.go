@@ -839,6 +839,23 @@ func TestSessionClose(t *testing.T) {
 			t.Errorf("poll after: %d", r.status)
 		}
 	})
+	t.Run("polling nothing queued", func(t *testing.T) {
+		// No poll waiting and nothing queued: the next poll still gets a
+		// close packet (as Node's engine.io), not a 400 for an unknown
+		// session, so that the client reads a close.
+		sid := ts.handshake(t)
+		s := ts.rec.session(t)
+		_ = s.Close()
+		if r := ts.poll(t, sid); r.status != 200 || r.body != "1" {
+			t.Errorf("poll: %d %q, want 200 and a close packet", r.status, r.body)
+		}
+		if ev := ts.rec.next(t, "close"); ev.reason != ReasonForcedClose {
+			t.Errorf("reason %q", ev.reason)
+		}
+		if r := ts.poll(t, sid); r.status != 400 {
+			t.Errorf("poll after: %d", r.status)
+		}
+	})
 	t.Run("polling pending", func(t *testing.T) {
 		sid := ts.handshake(t)
 		s := ts.rec.session(t)
