@@ -67,6 +67,15 @@ type Adapter interface {
 	// FetchSockets describes the sockets opts selects.
 	FetchSockets(ctx context.Context, opts *BroadcastOptions) ([]SocketInfo, error)
 
+	// ServerSideEmit sends p, an EVENT, to the other servers of the
+	// cluster, whose adapters hand it to Namespace.ServeServerSideEmit.
+	// With ack not nil, p asks for their acknowledgements: ack gets each,
+	// and serverCount, once, the number of servers that will answer.
+	ServerSideEmit(ctx context.Context, p *Packet, serverCount func(n int), ack func(*Args)) error
+	// ServerCount returns the number of servers in the cluster, this one
+	// included.
+	ServerCount(ctx context.Context) (int, error)
+
 	// Close releases the adapter's resources.
 	Close() error
 }
@@ -273,6 +282,17 @@ func (a *MemoryAdapter) FetchSockets(ctx context.Context, opts *BroadcastOptions
 	})
 	return out, nil
 }
+
+// ServerSideEmit has no other server to reach: it reports 0 servers.
+func (a *MemoryAdapter) ServerSideEmit(ctx context.Context, p *Packet, serverCount func(n int), ack func(*Args)) error {
+	if serverCount != nil {
+		serverCount(0)
+	}
+	return nil
+}
+
+// ServerCount returns 1: this server.
+func (a *MemoryAdapter) ServerCount(ctx context.Context) (int, error) { return 1, nil }
 
 // Close does nothing.
 func (a *MemoryAdapter) Close() error { return nil }

@@ -108,36 +108,62 @@ func (b *BroadcastOperator) EmitWithAck(ctx context.Context, event string, args 
 		ctx, cancel = context.WithTimeout(ctx, b.timeout)
 		defer cancel()
 	}
-	var (
-		mu       sync.Mutex
-		replies  []*Args
-		expected = -1
-		done     = make(chan struct{})
-		closed   bool
-	)
-	check := func() { // mu held
-		if !closed && expected >= 0 && len(replies) >= expected {
-			closed = true
-			close(done)
-		}
-	}
-	err = b.ns.adapter.BroadcastWithAck(ctx, p, &b.opts,
-		func(n int) { mu.Lock(); expected = n; check(); mu.Unlock() },
-		func(a *Args) { mu.Lock(); replies = append(replies, a); check(); mu.Unlock() })
-	if err != nil {
+	c := newCollector()
+	if err := b.ns.adapter.BroadcastWithAck(ctx, p, &b.opts, c.expect, c.add); err != nil {
 		return nil, err
 	}
+	return c.wait(ctx, event)
+}
+
+// collector gathers acknowledgements from several peers: their number
+// comes once (expect), the acknowledgements one by one (add).
+type collector struct {
+	mu       sync.Mutex
+	replies  []*Args
+	expected int
+	done     chan struct{}
+	closed   bool
+}
+
+func newCollector() *collector { return &collector{expected: -1, done: make(chan struct{})} }
+
+func (c *collector) expect(n int) {
+	c.mu.Lock()
+	c.expected = n
+	c.checkLocked()
+	c.mu.Unlock()
+}
+
+func (c *collector) add(a *Args) {
+	c.mu.Lock()
+	if !c.closed {
+		c.replies = append(c.replies, a)
+		c.checkLocked()
+	}
+	c.mu.Unlock()
+}
+
+func (c *collector) checkLocked() {
+	if !c.closed && c.expected >= 0 && len(c.replies) >= c.expected {
+		c.closed = true
+		close(c.done)
+	}
+}
+
+// wait returns the acknowledgements once all came, or those that came
+// when ctx ends, with an error.
+func (c *collector) wait(ctx context.Context, event string) ([]*Args, error) {
 	select {
-	case <-done:
+	case <-c.done:
 	case <-ctx.Done():
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	out := append([]*Args(nil), replies...)
-	if !closed {
-		closed = true // late acknowledgements are dropped
-		close(done)
-		return out, fmt.Errorf("socketio: %d of %d clients acknowledged %q: %w", len(out), max(expected, len(out)), event, ctx.Err())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := append([]*Args(nil), c.replies...)
+	if !c.closed {
+		c.closed = true // late acknowledgements are dropped
+		close(c.done)
+		return out, fmt.Errorf("socketio: %d of %d acknowledged %q: %w", len(out), max(c.expected, len(out)), event, ctx.Err())
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"sync"
@@ -22,6 +23,7 @@ type Namespace struct {
 	sockets     map[string]*Socket
 	middlewares []func(s *Socket) error
 	onConn      []func(s *Socket)
+	serverSide  map[string][]func(ns *Namespace, e *Event)
 }
 
 func newNamespace(s *Server, name string) *Namespace {
@@ -61,6 +63,71 @@ func (ns *Namespace) OnConnection(fn func(s *Socket)) {
 	ns.mu.Lock()
 	ns.onConn = append(ns.onConn, fn)
 	ns.mu.Unlock()
+}
+
+// OnServerSideEmit adds a handler for event when another server of the
+// cluster sends it with ServerSideEmit. e.Ack answers a ServerSideEmit
+// that waits for acknowledgements.
+func (ns *Namespace) OnServerSideEmit(event string, fn func(ns *Namespace, e *Event)) {
+	ns.mu.Lock()
+	if ns.serverSide == nil {
+		ns.serverSide = make(map[string][]func(*Namespace, *Event))
+	}
+	ns.serverSide[event] = append(ns.serverSide[event], fn)
+	ns.mu.Unlock()
+}
+
+// ServerSideEmit sends an event to the other servers of the cluster (not
+// to clients); their OnServerSideEmit handlers receive it. With the
+// in-memory adapter there is no other server.
+func (ns *Namespace) ServerSideEmit(ctx context.Context, event string, args ...any) error {
+	data, att, err := encodeEvent(event, args)
+	if err != nil {
+		return err
+	}
+	return ns.adapter.ServerSideEmit(ctx, &Packet{Type: PacketEvent, Namespace: ns.name, ID: -1, Data: data, Attachments: att}, nil, nil)
+}
+
+// ServerSideEmitWithAck sends an event to the other servers and collects
+// their acknowledgements until each has answered or ctx ends (then it
+// returns those that came, and an error wrapping ctx's).
+func (ns *Namespace) ServerSideEmitWithAck(ctx context.Context, event string, args ...any) ([]*Args, error) {
+	data, att, err := encodeEvent(event, args)
+	if err != nil {
+		return nil, err
+	}
+	p := &Packet{Type: PacketEvent, Namespace: ns.name, ID: 0, Data: data, Attachments: att}
+	c := newCollector()
+	if err := ns.adapter.ServerSideEmit(ctx, p, c.expect, c.add); err != nil {
+		return nil, err
+	}
+	return c.wait(ctx, event)
+}
+
+// ServeServerSideEmit runs the OnServerSideEmit handlers for p, an event
+// from another server; ack, if not nil, sends their acknowledgement back.
+// Adapters call it.
+func (ns *Namespace) ServeServerSideEmit(p *Packet, ack func(*Packet) error) {
+	name, args, err := eventName(p.Data)
+	if err != nil {
+		ns.srv.log.Warn("socketio: a malformed server-side event", "nsp", ns.name, "err", err)
+		return
+	}
+	e := &Event{Name: name, Args: Args{raw: args, att: p.Attachments}}
+	if ack != nil {
+		e.nsp, e.ackID, e.send = ns.name, p.ID, ack
+	}
+	ns.mu.RLock()
+	hs := ns.serverSide[name]
+	ns.mu.RUnlock()
+	for _, fn := range hs {
+		fn(ns, e)
+	}
+}
+
+// ServerCount returns the number of servers in the cluster.
+func (ns *Namespace) ServerCount(ctx context.Context) (int, error) {
+	return ns.adapter.ServerCount(ctx)
 }
 
 // ConnectError refuses a connection from a middleware with data for the

@@ -638,3 +638,69 @@ func TestRecovery(t *testing.T) {
 		t.Fatalf("restored with an unknown offset: %q", reply)
 	}
 }
+
+// pairAdapter is a MemoryAdapter whose server-side events go to the same
+// namespace of another server: the shape of a cluster adapter, in one
+// process.
+type pairAdapter struct {
+	*MemoryAdapter
+	peer **Server
+}
+
+func (a *pairAdapter) ServerSideEmit(ctx context.Context, p *Packet, serverCount func(int), ack func(*Args)) error {
+	other := (*a.peer).Of(p.Namespace)
+	var reply func(*Packet) error
+	if ack != nil {
+		serverCount(1)
+		reply = func(r *Packet) error {
+			args, err := splitArgs(r.Data)
+			if err != nil {
+				return err
+			}
+			ack(&Args{raw: args, att: r.Attachments})
+			return nil
+		}
+	}
+	go other.ServeServerSideEmit(p, reply)
+	return nil
+}
+
+func (a *pairAdapter) ServerCount(context.Context) (int, error) { return 2, nil }
+
+func TestServerSideEmit(t *testing.T) {
+	var s1, s2 *Server
+	s1, _ = newTestServer(t, &ServerOptions{NewAdapter: func(ns *Namespace) Adapter { return &pairAdapter{NewMemoryAdapter(ns), &s2} }})
+	s2, _ = newTestServer(t, &ServerOptions{NewAdapter: func(ns *Namespace) Adapter { return &pairAdapter{NewMemoryAdapter(ns), &s1} }})
+	got := make(chan string, 1)
+	s2.Of("/").OnServerSideEmit("hello", func(ns *Namespace, e *Event) {
+		var who string
+		_ = e.Decode(0, &who)
+		if e.WantsAck() {
+			_ = e.Ack("hi " + who)
+			return
+		}
+		got <- who
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	if err := s1.Of("/").ServerSideEmit(ctx, "hello", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if who := <-got; who != "s1" {
+		t.Fatalf("got %q", who)
+	}
+	replies, err := s1.Of("/").ServerSideEmitWithAck(ctx, "hello", "s1")
+	var r string
+	if err != nil || len(replies) != 1 || replies[0].Decode(0, &r) != nil || r != "hi s1" {
+		t.Fatalf("ServerSideEmitWithAck: %d replies (%q), %v", len(replies), r, err)
+	}
+	if n, _ := s1.Of("/").ServerCount(ctx); n != 2 {
+		t.Fatalf("ServerCount %d", n)
+	}
+	// The in-memory adapter alone: no other server, no wait.
+	s3, _ := newTestServer(t, nil)
+	replies, err = s3.Of("/").ServerSideEmitWithAck(ctx, "hello")
+	if err != nil || len(replies) != 0 {
+		t.Fatalf("alone: %v %v", replies, err)
+	}
+}
