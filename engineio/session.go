@@ -224,19 +224,33 @@ func (s *Session) Buffered() int {
 // once the session is closing, and an error wrapping ErrSendBufferFull
 // when the send buffer would go over its limit (the session is then
 // closed). text must be valid UTF-8.
-func (s *Session) SendText(text string) error { return s.send(false, nil, text) }
+func (s *Session) SendText(text string) error { return s.send(false, nil, text, false) }
 
 // SendBinary queues a binary message with a copy of data. It never blocks;
 // see SendText.
-func (s *Session) SendBinary(data []byte) error { return s.send(true, data, "") }
+func (s *Session) SendBinary(data []byte) error { return s.send(true, data, "", false) }
 
 // Send queues a message of type typ with a copy of data. It never blocks;
 // see SendText.
 func (s *Session) Send(typ MessageType, data []byte) error {
-	return s.send(typ == MessageBinary, data, "")
+	return s.send(typ == MessageBinary, data, "", false)
 }
 
-func (s *Session) send(binary bool, data []byte, text string) error {
+// SendOptions modifies one send.
+type SendOptions struct {
+	// NoCompress sends the message without permessage-deflate when it
+	// goes out on a WebSocket that negotiated it (Socket.IO's
+	// compress(false)). A message waiting for a poll or an upgrade goes
+	// out as its transport sends.
+	NoCompress bool
+}
+
+// SendWith is Send with options.
+func (s *Session) SendWith(typ MessageType, data []byte, o SendOptions) error {
+	return s.send(typ == MessageBinary, data, "", o.NoCompress)
+}
+
+func (s *Session) send(binary bool, data []byte, text string, noCompress bool) error {
 	s.mu.Lock()
 	if s.state != stateOpen {
 		s.mu.Unlock()
@@ -244,13 +258,17 @@ func (s *Session) send(binary bool, data []byte, text string) error {
 	}
 	var err error
 	if s.ws != nil && !s.upgrading {
+		send := s.ws.Send
+		if noCompress {
+			send = s.ws.SendUncompressed
+		}
 		if binary {
-			err = s.ws.Send(ws.MessageBinary, data)
+			err = send(ws.MessageBinary, data)
 		} else {
 			b := append(s.scratch[:0], '4')
 			b = append(b, data...)
 			b = append(b, text...)
-			err = s.ws.Send(ws.MessageText, b)
+			err = send(ws.MessageText, b)
 			if cap(b) <= 64<<10 {
 				s.scratch = b[:0]
 			}

@@ -21,6 +21,9 @@ type BroadcastOptions struct {
 	Volatile bool
 	// Local: this process only, not the others of a cluster.
 	Local bool
+	// NoCompress: the packet goes out without permessage-deflate (the
+	// JavaScript compress(false)).
+	NoCompress bool
 }
 
 // SocketInfo describes a socket, possibly of another process, as
@@ -228,7 +231,7 @@ func (a *MemoryAdapter) Broadcast(p *Packet, opts *BroadcastOptions) error {
 		p = a.sessions.record(p, opts)
 	}
 	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
-	a.apply(opts, func(s *Socket) { _ = s.client.send(text, p.Attachments, opts.Volatile) })
+	a.apply(opts, func(s *Socket) { _ = s.client.send(text, p.Attachments, opts) })
 	return nil
 }
 
@@ -247,7 +250,7 @@ func (a *MemoryAdapter) BroadcastWithAck(ctx context.Context, p *Packet, opts *B
 			return
 		}
 		n++
-		if s.client.send(text, p.Attachments, opts.Volatile) != nil {
+		if s.client.send(text, p.Attachments, opts) != nil {
 			s.dropAck(p.ID)
 		}
 	})

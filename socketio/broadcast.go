@@ -66,6 +66,14 @@ func (b *BroadcastOperator) Volatile() *BroadcastOperator {
 	return c
 }
 
+// Compress says whether the event may be compressed (permessage-deflate,
+// when the client's WebSocket negotiated it); true by default.
+func (b *BroadcastOperator) Compress(compress bool) *BroadcastOperator {
+	c := b.clone()
+	c.opts.NoCompress = !compress
+	return c
+}
+
 // Timeout bounds EmitWithAck's wait for acknowledgements.
 func (b *BroadcastOperator) Timeout(d time.Duration) *BroadcastOperator {
 	c := b.clone()

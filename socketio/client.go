@@ -120,22 +120,27 @@ func (c *client) remove(s *Socket) {
 // sendPacket encodes p and queues it, with its attachments.
 func (c *client) sendPacket(p *Packet) error {
 	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
-	return c.send(text, p.Attachments, false)
+	return c.send(text, p.Attachments, nil)
 }
 
-// send queues an encoded packet and its attachments. A volatile packet is
-// dropped when the session has data queued already.
-func (c *client) send(text []byte, attachments [][]byte, volatile bool) error {
+// send queues an encoded packet and its attachments, as opts (which may
+// be nil) says: a volatile packet is dropped when the session has data
+// queued already.
+func (c *client) send(text []byte, attachments [][]byte, opts *BroadcastOptions) error {
+	var so engineio.SendOptions
+	if opts != nil {
+		so.NoCompress = opts.NoCompress
+	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	if volatile && c.sess.Buffered() > 0 {
+	if opts != nil && opts.Volatile && c.sess.Buffered() > 0 {
 		return nil
 	}
-	if err := c.sess.Send(engineio.MessageText, text); err != nil {
+	if err := c.sess.SendWith(engineio.MessageText, text, so); err != nil {
 		return err
 	}
 	for _, a := range attachments {
-		if err := c.sess.Send(engineio.MessageBinary, a); err != nil {
+		if err := c.sess.SendWith(engineio.MessageBinary, a, so); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Namespace is a group of sockets with its own handlers, middleware and
@@ -280,6 +281,16 @@ func (ns *Namespace) Local() *BroadcastOperator { return newOperator(ns, nil).Lo
 // Volatile marks a broadcast's event as droppable for clients that are
 // not ready to receive it.
 func (ns *Namespace) Volatile() *BroadcastOperator { return newOperator(ns, nil).Volatile() }
+
+// Compress says whether a broadcast's event may be compressed.
+func (ns *Namespace) Compress(compress bool) *BroadcastOperator {
+	return newOperator(ns, nil).Compress(compress)
+}
+
+// Timeout bounds the wait of a broadcast's EmitWithAck.
+func (ns *Namespace) Timeout(d time.Duration) *BroadcastOperator {
+	return newOperator(ns, nil).Timeout(d)
+}
 
 // Emit sends an event to every socket of the namespace.
 func (ns *Namespace) Emit(event string, args ...any) error {

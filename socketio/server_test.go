@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,11 +61,13 @@ type rawMsg struct {
 	data   []byte
 }
 
-func dialRaw(t *testing.T, url string) *rawClient {
+func dialRaw(t *testing.T, url string) *rawClient { return dialRawWith(t, url, nil) }
+
+func dialRawWith(t *testing.T, url string, opts *ws.DialOptions) *rawClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	defer cancel()
-	c, _, err := ws.Dial(ctx, url, nil)
+	c, _, err := ws.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,5 +706,55 @@ func TestServerSideEmit(t *testing.T) {
 	replies, err = s3.Of("/").ServerSideEmitWithAck(ctx, "hello")
 	if err != nil || len(replies) != 0 {
 		t.Fatalf("alone: %v %v", replies, err)
+	}
+}
+
+// countingConn counts the bytes read from the network.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestCompress(t *testing.T) {
+	srv, url := newTestServer(t, &ServerOptions{Engine: &engineio.ServerOptions{
+		PingInterval: time.Second, PingTimeout: time.Second,
+		WebSocket: &ws.AcceptOptions{Compression: &ws.Compression{}},
+	}})
+	text := strings.Repeat("compress me please ", 500)
+	srv.OnConnection(func(s *Socket) {
+		s.On("send", func(s *Socket, which string) {
+			switch which {
+			case "a":
+				_ = s.Emit("a", text)
+			case "b":
+				_ = s.Compress(false).Emit("b", text)
+			case "c":
+				_ = srv.Of("/").Compress(false).Emit("c", text)
+			}
+		})
+	})
+	var read atomic.Int64
+	rc := dialRawWith(t, url, &ws.DialOptions{
+		Compression: &ws.Compression{},
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			return countingConn{nc, &read}, err
+		},
+	})
+	rc.connect("/", "")
+	for _, ev := range []string{"a", "b", "c"} {
+		before := read.Load()
+		rc.send(`2["send","` + ev + `"]`) // one at a time, so that each is counted alone
+		rc.expect(`2["` + ev + `","` + text + `"]`)
+		n := read.Load() - before
+		if ev == "a" && n > int64(len(text))/4 || ev != "a" && n < int64(len(text)) {
+			t.Errorf("event %s: %d bytes on the wire for %d of text", ev, n, len(text))
+		}
 	}
 }

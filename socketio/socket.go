@@ -491,6 +491,21 @@ func (s *Socket) Except(rooms ...string) *BroadcastOperator {
 	return newOperator(s.nsp, s).Except(rooms...)
 }
 
+// Volatile returns an operator for this socket alone whose events may be
+// dropped when the client is not ready for them (data still queued).
+func (s *Socket) Volatile() *BroadcastOperator { return s.self().Volatile() }
+
+// Compress returns an operator for this socket alone whose events are
+// compressed or not (permessage-deflate, when negotiated).
+func (s *Socket) Compress(compress bool) *BroadcastOperator { return s.self().Compress(compress) }
+
+// Timeout returns an operator for this socket alone whose EmitWithAck
+// waits at most d.
+func (s *Socket) Timeout(d time.Duration) *BroadcastOperator { return s.self().Timeout(d) }
+
+// self is an operator that selects s only (its own room).
+func (s *Socket) self() *BroadcastOperator { return newOperator(s.nsp, nil).To(s.id) }
+
 // Broadcast selects every socket of the namespace but this one.
 func (s *Socket) Broadcast() *BroadcastOperator { return newOperator(s.nsp, s) }
 

@@ -947,6 +947,12 @@ func (c *Conn) CloseRead(ctx context.Context) context.Context {
 // sent ahead of the next frame, since a frame cut short cannot be taken
 // back; the connection stays usable.
 func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	return c.writeMessage(ctx, typ, p, true)
+}
+
+// writeMessage is Write; compress false sends p as it is even when the
+// connection compresses.
+func (c *Conn) writeMessage(ctx context.Context, typ MessageType, p []byte, compress bool) error {
 	op, err := dataOpcode(typ)
 	if err != nil {
 		return err
@@ -955,7 +961,7 @@ func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
-	if d := c.deflate; d != nil && d.shouldCompress(len(p)) {
+	if d := c.deflate; compress && d != nil && d.shouldCompress(len(p)) {
 		bp := compressBufs.Get().(*[]byte)
 		out := d.compress((*bp)[:0], p)
 		_, err := c.writeFrameRSV(ctx, true, true, op, out, func() { d.commit(p) })

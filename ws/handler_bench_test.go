@@ -115,7 +115,7 @@ func TestServerEchoAllocs(t *testing.T) {
 			for range 100 {
 				echo()
 			}
-			if raceEnabled && mode != "handle" {
+			if raceEnabled {
 				t.Skip("allocation count of pooled buffers: meaningless under -race (scripts/test runs it without)")
 			}
 			if n := testing.AllocsPerRun(1000, echo); n != 0 {

@@ -44,9 +44,10 @@ func (p SendQueuePolicy) String() string {
 
 // sendMessage is a message queued by Send.
 type sendMessage struct {
-	typ  MessageType
-	data *[]byte          // Send's copy, from sendBufs
-	pm   *PreparedMessage // or a prepared message
+	typ        MessageType
+	data       *[]byte          // Send's copy, from sendBufs
+	pm         *PreparedMessage // or a prepared message
+	noCompress bool             // SendUncompressed
 }
 
 func (m sendMessage) size() int {
@@ -122,6 +123,22 @@ func (c *Conn) Send(typ MessageType, p []byte) error {
 	buf := getSendBuf(len(p))
 	copy(*buf, p)
 	if err := c.enqueue(sendMessage{typ: typ, data: buf}); err != nil {
+		putSendBuf(buf)
+		return err
+	}
+	return nil
+}
+
+// SendUncompressed is Send for a message that goes out without
+// permessage-deflate even when the connection has it: already compressed
+// data, or a message the sender knows will not shrink.
+func (c *Conn) SendUncompressed(typ MessageType, p []byte) error {
+	if _, err := dataOpcode(typ); err != nil {
+		return err
+	}
+	buf := getSendBuf(len(p))
+	copy(*buf, p)
+	if err := c.enqueue(sendMessage{typ: typ, data: buf, noCompress: true}); err != nil {
 		putSendBuf(buf)
 		return err
 	}
@@ -291,9 +308,12 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	if c.client || c.deflate != nil || len(b.msgs) == 1 {
 		for _, m := range b.msgs {
 			var err error
-			if m.pm != nil {
+			switch {
+			case m.pm != nil:
 				err = c.WritePrepared(ctx, m.pm)
-			} else {
+			case m.noCompress:
+				err = c.writeMessage(ctx, m.typ, *m.data, false)
+			default:
 				err = c.Write(ctx, m.typ, *m.data)
 			}
 			if err != nil {

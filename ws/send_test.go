@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/duplexrt/duplex/ws"
@@ -189,5 +190,57 @@ func TestSendAfterClose(t *testing.T) {
 	eventually(t, "Send to fail", func() bool { return sc.Send(ws.MessageText, []byte("late")) != nil })
 	if q := sc.SendQueued(); q != 0 {
 		t.Fatalf("SendQueued = %d after close", q)
+	}
+}
+
+// countingConn counts the bytes read from the network.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestSendUncompressed: with permessage-deflate negotiated, Send
+// compresses a compressible message and SendUncompressed does not; both
+// arrive as sent.
+func TestSendUncompressed(t *testing.T) {
+	srv, conns := sendServer(t, &ws.AcceptOptions{Compression: &ws.Compression{}}, nil)
+	var read atomic.Int64
+	ctx := context.Background()
+	c, _, err := ws.Dial(ctx, "ws"+srv.URL[len("http"):], &ws.DialOptions{
+		Compression: &ws.Compression{},
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			return countingConn{nc, &read}, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	sc := <-conns
+	msg := bytes.Repeat([]byte("compress me please "), 500) // 9,500 bytes
+	for _, uncompressed := range []bool{false, true} {
+		before := read.Load()
+		send := sc.Send
+		if uncompressed {
+			send = sc.SendUncompressed
+		}
+		if err := send(ws.MessageText, msg); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.Read(ctx)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("read %d bytes, %v", len(got), err)
+		}
+		n := read.Load() - before
+		if uncompressed && n < int64(len(msg)) || !uncompressed && n > int64(len(msg))/4 {
+			t.Errorf("uncompressed %v: %d bytes on the wire for a %d-byte message", uncompressed, n, len(msg))
+		}
 	}
 }
