@@ -188,7 +188,35 @@ func (b *BroadcastOperator) DisconnectSockets(closeConn bool) {
 	b.ns.adapter.DisconnectSockets(&b.opts, closeConn)
 }
 
-// FetchSockets describes the selected sockets.
-func (b *BroadcastOperator) FetchSockets(ctx context.Context) ([]SocketInfo, error) {
-	return b.ns.adapter.FetchSockets(ctx, &b.opts)
+// FetchSockets describes the selected sockets, of every process of the
+// cluster, with the means to act on each.
+func (b *BroadcastOperator) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
+	infos, err := b.ns.adapter.FetchSockets(ctx, &b.opts)
+	out := make([]*RemoteSocket, len(infos))
+	for i := range infos {
+		out[i] = &RemoteSocket{SocketInfo: infos[i], ns: b.ns}
+	}
+	return out, err
 }
+
+// RemoteSocket is a socket FetchSockets found, in this process or another
+// of the cluster: its description, and operations that reach it wherever
+// it is (through the adapter, by its own room).
+type RemoteSocket struct {
+	SocketInfo
+	ns *Namespace
+}
+
+// Emit sends an event to the socket.
+func (r *RemoteSocket) Emit(event string, args ...any) error {
+	return r.ns.To(r.ID).Emit(event, args...)
+}
+
+// Join adds the socket to rooms.
+func (r *RemoteSocket) Join(rooms ...string) { r.ns.In(r.ID).SocketsJoin(rooms...) }
+
+// Leave removes the socket from rooms.
+func (r *RemoteSocket) Leave(rooms ...string) { r.ns.In(r.ID).SocketsLeave(rooms...) }
+
+// Disconnect disconnects the socket; with closeConn, its connection too.
+func (r *RemoteSocket) Disconnect(closeConn bool) { r.ns.In(r.ID).DisconnectSockets(closeConn) }

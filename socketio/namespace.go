@@ -303,6 +303,12 @@ func (ns *Namespace) SocketsJoin(rooms ...string) { newOperator(ns, nil).Sockets
 // SocketsLeave makes every socket of the namespace leave rooms.
 func (ns *Namespace) SocketsLeave(rooms ...string) { newOperator(ns, nil).SocketsLeave(rooms...) }
 
+// FetchSockets describes every socket of the namespace, in every process
+// of the cluster.
+func (ns *Namespace) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
+	return newOperator(ns, nil).FetchSockets(ctx)
+}
+
 // DisconnectSockets disconnects every socket of the namespace; with
 // closeConn, their connections are closed too.
 func (ns *Namespace) DisconnectSockets(closeConn bool) {

@@ -758,3 +758,37 @@ func TestCompress(t *testing.T) {
 		}
 	}
 }
+
+func TestFetchSockets(t *testing.T) {
+	srv, url := newTestServer(t, nil)
+	sockets := make(chan *Socket, 2)
+	srv.OnConnection(func(s *Socket) { sockets <- s })
+	a, b := dialRaw(t, url), dialRaw(t, url)
+	a.connect("/", `{"name":"a"}`)
+	sa := <-sockets
+	b.connect("/", "")
+	<-sockets
+	sa.Join("vip")
+	sa.SetData(map[string]int{"level": 3})
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	all, err := srv.Of("/").FetchSockets(ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("FetchSockets: %d, %v", len(all), err)
+	}
+	vips, _ := srv.To("vip").FetchSockets(ctx)
+	if len(vips) != 1 || vips[0].ID != sa.ID() || string(vips[0].Handshake.Auth) != `{"name":"a"}` || vips[0].Data.(map[string]int)["level"] != 3 {
+		t.Fatalf("vip sockets: %+v", vips)
+	}
+	if len(vips[0].Rooms) != 2 {
+		t.Fatalf("rooms %v", vips[0].Rooms)
+	}
+	_ = vips[0].Emit("hi", 1)
+	a.expect(`2["hi",1]`)
+	vips[0].Leave("vip")
+	if n := len(srv.Of("/").Adapter().Sockets([]string{"vip"})); n != 0 {
+		t.Fatalf("vip has %d sockets after Leave", n)
+	}
+	vips[0].Disconnect(false)
+	a.expect(`1`)
+}
