@@ -209,8 +209,49 @@ func (s *Server) Use(fn func(s *Socket) error) { s.Of("/").Use(fn) }
 // To selects the main namespace's sockets in rooms; see Namespace.To.
 func (s *Server) To(rooms ...string) *BroadcastOperator { return s.Of("/").To(rooms...) }
 
+// In is To.
+func (s *Server) In(rooms ...string) *BroadcastOperator { return s.Of("/").To(rooms...) }
+
+// Except leaves out the main namespace's sockets in rooms.
+func (s *Server) Except(rooms ...string) *BroadcastOperator { return s.Of("/").Except(rooms...) }
+
+// Local restricts an operation on the main namespace to this process.
+func (s *Server) Local() *BroadcastOperator { return s.Of("/").Local() }
+
+// Volatile marks a broadcast on the main namespace as droppable.
+func (s *Server) Volatile() *BroadcastOperator { return s.Of("/").Volatile() }
+
+// Compress says whether a broadcast on the main namespace may be
+// compressed.
+func (s *Server) Compress(compress bool) *BroadcastOperator { return s.Of("/").Compress(compress) }
+
+// Timeout bounds the wait of a broadcast's EmitWithAck on the main
+// namespace.
+func (s *Server) Timeout(d time.Duration) *BroadcastOperator { return s.Of("/").Timeout(d) }
+
 // Emit sends an event to every socket of the main namespace.
 func (s *Server) Emit(event string, args ...any) error { return s.Of("/").Emit(event, args...) }
+
+// FetchSockets describes every socket of the main namespace, in every
+// process of the cluster.
+func (s *Server) FetchSockets(ctx context.Context) ([]*RemoteSocket, error) {
+	return s.Of("/").FetchSockets(ctx)
+}
+
+// SocketsJoin makes every socket of the main namespace join rooms.
+func (s *Server) SocketsJoin(rooms ...string) { s.Of("/").SocketsJoin(rooms...) }
+
+// SocketsLeave makes every socket of the main namespace leave rooms.
+func (s *Server) SocketsLeave(rooms ...string) { s.Of("/").SocketsLeave(rooms...) }
+
+// DisconnectSockets disconnects every socket of the main namespace.
+func (s *Server) DisconnectSockets(closeConn bool) { s.Of("/").DisconnectSockets(closeConn) }
+
+// ServerSideEmit sends an event to the other servers of the cluster, on
+// the main namespace; see Namespace.ServerSideEmit.
+func (s *Server) ServerSideEmit(ctx context.Context, event string, args ...any) error {
+	return s.Of("/").ServerSideEmit(ctx, event, args...)
+}
 
 // Close disconnects every client (reason "server shutting down") and
 // closes the namespaces' adapters.
