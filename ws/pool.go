@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // A connection held by a Poller keeps no buffer while idle: it borrows a
@@ -16,22 +17,50 @@ var errWouldBlock = errors.New("ws: no input buffered")
 
 // readerPools and writeBufPools hold a pool per buffer size, of
 // *bufio.Reader and of write buffers (*[]byte).
-var readerPools, writeBufPools sync.Map // int → *sync.Pool
+var readerPools, writeBufPools sync.Map // int → *sizedPool
+
+// sizedPool is a pool and the buffer size it holds. lastReaderPool and
+// lastWriteBufPool remember the last one looked up: a server uses one
+// size, and the lookup is per message.
+type sizedPool struct {
+	size int
+	pool *sync.Pool
+}
+
+var lastReaderPool, lastWriteBufPool atomic.Pointer[sizedPool]
 
 func readerPool(size int) *sync.Pool {
-	if p, ok := readerPools.Load(size); ok {
-		return p.(*sync.Pool)
+	if sp := lastReaderPool.Load(); sp != nil && sp.size == size {
+		return sp.pool
 	}
-	p, _ := readerPools.LoadOrStore(size, &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, size) }})
-	return p.(*sync.Pool)
+	return lookupPool(&readerPools, &lastReaderPool, size, newReaderItem)
 }
 
 func writeBufPool(size int) *sync.Pool {
-	if p, ok := writeBufPools.Load(size); ok {
-		return p.(*sync.Pool)
+	if sp := lastWriteBufPool.Load(); sp != nil && sp.size == size {
+		return sp.pool
 	}
-	p, _ := writeBufPools.LoadOrStore(size, &sync.Pool{New: func() any { b := make([]byte, 0, size); return &b }})
-	return p.(*sync.Pool)
+	return lookupPool(&writeBufPools, &lastWriteBufPool, size, newWriteBufItem)
+}
+
+func newReaderItem(size int) func() any {
+	return func() any { return bufio.NewReaderSize(nil, size) }
+}
+
+func newWriteBufItem(size int) func() any {
+	return func() any { b := make([]byte, 0, size); return &b }
+}
+
+// lookupPool finds (or makes) the pool of size in pools and remembers it
+// in last; it allocates only the first time a size is seen.
+func lookupPool(pools *sync.Map, last *atomic.Pointer[sizedPool], size int, newItem func(size int) func() any) *sync.Pool {
+	v, ok := pools.Load(size)
+	if !ok {
+		v, _ = pools.LoadOrStore(size, &sizedPool{size: size, pool: &sync.Pool{New: newItem(size)}})
+	}
+	sp := v.(*sizedPool)
+	last.Store(sp)
+	return sp.pool
 }
 
 // borrowReader gives the connection a read buffer if it has none. readMu
