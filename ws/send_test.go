@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/duplexrt/duplex/ws"
 )
@@ -243,56 +242,5 @@ func TestSendUncompressed(t *testing.T) {
 		if uncompressed && n < int64(len(msg)) || !uncompressed && n > int64(len(msg))/4 {
 			t.Errorf("uncompressed %v: %d bytes on the wire for a %d-byte message", uncompressed, n, len(msg))
 		}
-	}
-}
-
-// TestSendInlineAndQueued: messages of many sizes sent to a slow reader
-// (a small receive buffer, pauses), some written alone and some batched,
-// all arrive whole and in order, and the stream stays in step.
-func TestSendInlineAndQueued(t *testing.T) {
-	srv, conns := sendServer(t, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*ioTimeout)
-	defer cancel()
-	c, _, err := ws.Dial(ctx, wsURL(srv), &ws.DialOptions{
-		ReadLimit: 1 << 20,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if tc, ok := nc.(*net.TCPConn); ok {
-				_ = tc.SetReadBuffer(16 << 10) // small: writes fill it and split
-			}
-			return nc, err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	sc := <-conns
-	const n = 600
-	sizes := func(i int) int { return (i * 7919) % (40 << 10) }
-	go func() {
-		for i := range n {
-			msg := bytes.Repeat([]byte{byte(i)}, sizes(i))
-			msg = append(msg, fmt.Sprintf("#%d", i)...)
-			for sc.SendQueued() > 1<<20 { // stay under SendQueueLimit
-				time.Sleep(time.Millisecond)
-			}
-			if err := sc.Send(ws.MessageBinary, msg); err != nil {
-				return
-			}
-		}
-	}()
-	for i := range n {
-		if i%50 == 0 {
-			time.Sleep(5 * time.Millisecond) // let the socket fill
-		}
-		_, p, err := c.Read(ctx)
-		want := append(bytes.Repeat([]byte{byte(i)}, sizes(i)), fmt.Sprintf("#%d", i)...)
-		if err != nil || !bytes.Equal(p, want) {
-			t.Fatalf("message %d: %d bytes (want %d), %v", i, len(p), len(want), err)
-		}
-	}
-	if err := c.Ping(ctx); err != nil { // the stream is still in step
-		t.Fatal(err)
 	}
 }
