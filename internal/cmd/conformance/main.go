@@ -9,6 +9,12 @@
 // every message back to its sender (pingInterval 300 ms, pingTimeout
 // 200 ms, maxPayload 1,000,000, CORS *), as the official engine.io-protocol
 // suite expects.
+//
+// With REDIS_URL set (redis://host:port/db), the /socket.io/ server of
+// APP_PORT joins a cluster through adapter/redis, wire-compatible with
+// @socket.io/redis-adapter 8.x: REDIS_KEY (default "socket.io") is the
+// key prefix, SERVER_NAME (default "duplex-<pid>") names this process in
+// the answers of the cluster events (installCluster).
 package main
 
 import (
@@ -20,11 +26,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
+	redisadapter "github.com/duplexrt/duplex/adapter/redis"
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -73,11 +83,25 @@ func run() error {
 	protoMux.Handle("/socket.io/", protoSIO)
 
 	// The interop app: /socket.io/ without recovery, /recovery/ with it.
-	// TODO(adapters issue): REDIS_URL / NATS_URL.
+	// TODO(adapters issue): NATS_URL.
 	appMux := http.NewServeMux()
-	appSIO, err := newAppSocketIO(appOptions(logger))
+	sioOpts := appOptions(logger)
+	var rdb *goredis.Client
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		ro, err := goredis.ParseURL(u)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		rdb = goredis.NewClient(ro)
+		defer rdb.Close()
+		sioOpts.NewAdapter = redisadapter.New(rdb, &redisadapter.Options{Key: os.Getenv("REDIS_KEY"), Logger: logger})
+	}
+	appSIO, err := newAppSocketIO(sioOpts)
 	if err != nil {
 		return err
+	}
+	if rdb != nil {
+		installCluster(appSIO.Of("/"), env("SERVER_NAME", fmt.Sprintf("duplex-%d", os.Getpid())))
 	}
 	appMux.Handle("/socket.io/", appSIO)
 	recOpts := appOptions(logger)
@@ -131,4 +155,99 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// installCluster adds, with REDIS_URL, the events that exercise the
+// cluster operations (not in CONTRACT.md §4.2 yet; the Node server of
+// test/interop/socketio-redis.mjs has the same):
+//
+//   - cluster-fetch (room, ack): ack the sockets of every process in room
+//     ("" for all) as [{id, rooms}] sorted by id, rooms without the
+//     socket's own id, sorted; or {error}.
+//   - cluster-join (room, newRoom, ack) and cluster-leave: the sockets of
+//     every process in room ("" for all) join (leave) newRoom; ack(true).
+//   - cluster-sse (msg, ack): serverSideEmit "ping"(msg) with acks; ack
+//     {responses (sorted), error}.
+//   - cluster-count (ack): ack the number of servers.
+//   - cluster-except (room, msg, ack): emit "excepted"(msg, senderId) to
+//     every socket not in room; ack(true).
+//
+// A server-side "ping"(msg) is answered with "<name>:<msg>".
+func installCluster(ns *socketio.Namespace, name string) {
+	ns.OnServerSideEmit("ping", func(ns *socketio.Namespace, e *socketio.Event) {
+		var msg string
+		_ = e.Decode(0, &msg)
+		_ = e.Ack(name + ":" + msg)
+	})
+	sel := func(room string) *socketio.BroadcastOperator {
+		if room == "" {
+			return ns.Except()
+		}
+		return ns.In(room)
+	}
+	ns.OnConnection(func(s *socketio.Socket) {
+		s.On("cluster-fetch", func(s *socketio.Socket, room string, ack func(...any)) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			socks, err := sel(room).FetchSockets(ctx)
+			if err != nil {
+				ack(map[string]string{"error": err.Error()})
+				return
+			}
+			type info struct {
+				ID    string   `json:"id"`
+				Rooms []string `json:"rooms"`
+			}
+			out := make([]info, 0, len(socks))
+			for _, rs := range socks {
+				rooms := []string{}
+				for _, r := range rs.Rooms {
+					if r != rs.ID {
+						rooms = append(rooms, r)
+					}
+				}
+				slices.Sort(rooms)
+				out = append(out, info{rs.ID, rooms})
+			}
+			slices.SortFunc(out, func(a, b info) int { return strings.Compare(a.ID, b.ID) })
+			ack(out)
+		})
+		s.On("cluster-join", func(s *socketio.Socket, room, newRoom string, ack func(...any)) {
+			sel(room).SocketsJoin(newRoom)
+			ack(true)
+		})
+		s.On("cluster-leave", func(s *socketio.Socket, room, oldRoom string, ack func(...any)) {
+			sel(room).SocketsLeave(oldRoom)
+			ack(true)
+		})
+		s.On("cluster-sse", func(s *socketio.Socket, msg string, ack func(...any)) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			replies, err := ns.ServerSideEmitWithAck(ctx, "ping", msg)
+			responses := []string{}
+			for _, r := range replies {
+				var v string
+				_ = r.Decode(0, &v)
+				responses = append(responses, v)
+			}
+			slices.Sort(responses)
+			res := map[string]any{"responses": responses}
+			if err != nil {
+				res["error"] = err.Error()
+			}
+			ack(res)
+		})
+		s.On("cluster-except", func(s *socketio.Socket, room, msg string, ack func(...any)) {
+			_ = ns.Except(room).Emit("excepted", msg, s.ID())
+			ack(true)
+		})
+		s.On("cluster-count", func(s *socketio.Socket, ack func(...any)) {
+			n, err := ns.ServerCount(context.Background())
+			if err != nil {
+				ack(map[string]string{"error": err.Error()})
+				return
+			}
+			ack(n)
+		})
+	})
 }

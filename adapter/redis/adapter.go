@@ -1,0 +1,341 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/duplexrt/duplex/socketio"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/tinylib/msgp/msgp"
+)
+
+// DefaultRequestsTimeout is how long a request to the other servers waits
+// for their answers when Options.RequestsTimeout is zero (the Node
+// adapter's requestsTimeout).
+const DefaultRequestsTimeout = 5 * time.Second
+
+// Bounds of the adapter's queues; see the package documentation.
+const (
+	publishQueueSize = 4096 // messages waiting to be published
+	serverSideQueue  = 1024 // server-side events waiting for their handlers
+	channelSize      = 1024 // messages received, not yet handled
+)
+
+var (
+	// ErrTimeout is wrapped by the errors of requests that other servers
+	// did not all answer within Options.RequestsTimeout (or the context).
+	ErrTimeout = errors.New("redis: timeout waiting for the other servers")
+	// ErrClosed is returned by the operations of a closed adapter.
+	ErrClosed = errors.New("redis: adapter closed")
+	// ErrQueueFull is returned when the publish queue is full: Redis
+	// is unreachable or slower than the broadcasts.
+	ErrQueueFull = errors.New("redis: publish queue full")
+)
+
+// Options configures the adapter. A nil *Options means the defaults.
+type Options struct {
+	// Key prefixes the Redis channels. Empty means "socket.io", the Node
+	// adapter's default; servers of one cluster must use the same.
+	Key string
+	// RequestsTimeout bounds the wait for the other servers' answers
+	// (fetchSockets, serverSideEmit with acks, client counts of a
+	// broadcast with acks). Zero means DefaultRequestsTimeout.
+	RequestsTimeout time.Duration
+	// PublishOnSpecificResponseChannel sends the answers to a request
+	// on the requesting server's own channel, <key>-response#<nsp>#<uid>#,
+	// rather than on the shared <key>-response#<nsp>#. False (the Node
+	// adapter's default) is understood by every version.
+	PublishOnSpecificResponseChannel bool
+	// Logger receives the adapter's logs: malformed messages and failed
+	// publishes at Warn. Nil means no logs.
+	Logger *slog.Logger
+}
+
+// New returns a function that makes the adapter of each namespace, for
+// socketio.ServerOptions.NewAdapter. Each namespace's adapter subscribes
+// with its own connection from client; client publishes and runs the
+// other commands. The adapters are closed by the socketio.Server's Close.
+func New(client goredis.UniversalClient, opts *Options) func(ns *socketio.Namespace) socketio.Adapter {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Key == "" {
+		o.Key = "socket.io"
+	}
+	if o.RequestsTimeout <= 0 {
+		o.RequestsTimeout = DefaultRequestsTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(ns *socketio.Namespace) socketio.Adapter { return newAdapter(ns, client, o) }
+}
+
+// Adapter is the socketio.Adapter of one namespace: rooms and local
+// delivery in a socketio.MemoryAdapter, and the other servers reached
+// through Redis pub/sub. Its methods are safe for concurrent use.
+type Adapter struct {
+	ns     *socketio.Namespace
+	mem    *socketio.MemoryAdapter
+	client goredis.UniversalClient
+	opts   Options
+	log    *slog.Logger
+	uid    string
+
+	channel, requestChannel, responseChannel, specificResponseChannel string
+
+	ps      *goredis.PubSub
+	ctx     context.Context // ends with Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pubq    chan publication
+	sseq    chan func()
+	closing sync.Once
+
+	mu       sync.Mutex
+	requests map[string]*request // by request id
+}
+
+type publication struct {
+	channel string
+	payload []byte
+	done    chan error // nil: nobody waits
+}
+
+func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Options) *Adapter {
+	a := &Adapter{
+		ns:       ns,
+		mem:      socketio.NewMemoryAdapter(ns),
+		client:   client,
+		opts:     o,
+		uid:      randomID(),
+		pubq:     make(chan publication, publishQueueSize),
+		sseq:     make(chan func(), serverSideQueue),
+		requests: make(map[string]*request),
+	}
+	a.log = o.Logger.With("nsp", ns.Name(), "uid", a.uid)
+	a.channel = o.Key + "#" + ns.Name() + "#"
+	a.requestChannel = o.Key + "-request#" + ns.Name() + "#"
+	a.responseChannel = o.Key + "-response#" + ns.Name() + "#"
+	a.specificResponseChannel = a.responseChannel + a.uid + "#"
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+
+	ctx, cancel := context.WithTimeout(a.ctx, o.RequestsTimeout)
+	defer cancel()
+	a.ps = client.PSubscribe(ctx, a.channel+"*")
+	err := a.ps.Subscribe(ctx, a.requestChannel, a.responseChannel, a.specificResponseChannel)
+	if err == nil {
+		// Wait for Redis to confirm the four subscriptions, so that
+		// ServerCount counts this server as soon as the namespace exists.
+		for range 4 {
+			if _, err = a.ps.ReceiveTimeout(ctx, o.RequestsTimeout); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		// go-redis subscribes again once Redis is back.
+		a.log.Warn("redis: subscribing failed; retrying in the background", "err", err)
+	}
+	msgs := a.ps.Channel(goredis.WithChannelSize(channelSize))
+	a.wg.Add(3)
+	go a.receive(msgs)
+	go a.publish()
+	go a.serveServerSide()
+	return a
+}
+
+func randomID() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Close unsubscribes, publishes what is still queued (for a second at
+// most), stops the adapter's goroutines and waits for them; pending
+// requests end with ErrClosed. It does not close the Redis client.
+func (a *Adapter) Close() error {
+	var err error
+	a.closing.Do(func() {
+		a.cancel()
+		err = a.ps.Close()
+		a.wg.Wait()
+		a.mu.Lock()
+		for id, r := range a.requests {
+			a.finishLocked(id, r)
+		}
+		a.mu.Unlock()
+	})
+	return err
+}
+
+// The local part: rooms of this process.
+
+// AddAll adds socket id to rooms.
+func (a *Adapter) AddAll(id string, rooms []string) { a.mem.AddAll(id, rooms) }
+
+// Del removes socket id from room.
+func (a *Adapter) Del(id, room string) { a.mem.Del(id, room) }
+
+// DelAll removes socket id from every room.
+func (a *Adapter) DelAll(id string) { a.mem.DelAll(id) }
+
+// SocketRooms returns the rooms of socket id, of this process.
+func (a *Adapter) SocketRooms(id string) []string { return a.mem.SocketRooms(id) }
+
+// Sockets returns the ids of this process's sockets in any of rooms.
+func (a *Adapter) Sockets(rooms []string) []string { return a.mem.Sockets(rooms) }
+
+// RoomSize returns the number of this process's sockets in room.
+func (a *Adapter) RoomSize(room string) int { return a.mem.RoomSize(room) }
+
+// UID returns the id of this server's adapter in the cluster.
+func (a *Adapter) UID() string { return a.uid }
+
+// Broadcast delivers p to this process's selected sockets and, unless
+// opts.Local, queues it for the other servers. It does not wait for
+// Redis; it fails with ErrQueueFull when the queue is full (the local
+// delivery is done anyway).
+func (a *Adapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	var err error
+	if !opts.Local {
+		err = a.publishBroadcast(p, opts)
+	}
+	if lerr := a.mem.Broadcast(p, opts); lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+func (a *Adapter) publishBroadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	b, err := encodeBroadcast(a.uid, p, a.ns.Name(), opts)
+	if err != nil {
+		return err
+	}
+	ch := a.channel
+	if rs := dedup(opts.Rooms); len(rs) == 1 {
+		ch += rs[0] + "#"
+	}
+	return a.enqueue(ch, b, nil)
+}
+
+// encodeBroadcast returns the message [uid, packet, opts] of a broadcast.
+func encodeBroadcast(uid string, p *socketio.Packet, nsp string, opts *socketio.BroadcastOptions) ([]byte, error) {
+	b := make([]byte, 0, 64+len(p.Data)+16*len(opts.Rooms))
+	b = msgp.AppendArrayHeader(b, 3)
+	b = msgp.AppendString(b, uid)
+	b, err := appendPacketMsgpack(b, p, nsp)
+	if err != nil {
+		return nil, err
+	}
+	return appendOptsMsgpack(b, toWireOpts(opts)), nil
+}
+
+// enqueue queues a message for Redis; with done not nil, the publish's
+// result goes there.
+func (a *Adapter) enqueue(channel string, payload []byte, done chan error) error {
+	if a.ctx.Err() != nil {
+		return ErrClosed
+	}
+	select {
+	case a.pubq <- publication{channel, payload, done}:
+		return nil
+	default:
+		a.log.Warn("redis: publish queue full; message dropped", "channel", channel)
+		return ErrQueueFull
+	}
+}
+
+// publishWait publishes a message after those queued, and waits for
+// Redis to take it.
+func (a *Adapter) publishWait(ctx context.Context, channel string, payload []byte) error {
+	done := make(chan error, 1)
+	if err := a.enqueue(channel, payload, done); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// closeDrainTime bounds how long Close spends publishing the messages
+// still queued (a broadcast just before Close still goes out).
+const closeDrainTime = time.Second
+
+// publish drains the queue in order, one message at a time.
+func (a *Adapter) publish() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), closeDrainTime)
+			defer cancel()
+			for {
+				select {
+				case m := <-a.pubq:
+					if ctx.Err() == nil {
+						a.publishOne(ctx, m)
+					}
+				default:
+					return
+				}
+			}
+		case m := <-a.pubq:
+			ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestsTimeout)
+			a.publishOne(ctx, m)
+			cancel()
+		}
+	}
+}
+
+func (a *Adapter) publishOne(ctx context.Context, m publication) {
+	err := a.client.Publish(ctx, m.channel, m.payload).Err()
+	if err != nil {
+		err = fmt.Errorf("redis: publishing to %s: %w", m.channel, err)
+		if m.done == nil {
+			a.log.Warn("redis: publish failed", "err", err)
+		}
+	}
+	if m.done != nil {
+		m.done <- err
+	}
+}
+
+// ServerCount returns the number of servers subscribed to this
+// namespace's request channel (PUBSUB NUMSUB), this one included.
+func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.RequestsTimeout)
+	defer cancel()
+	if cc, ok := a.client.(*goredis.ClusterClient); ok {
+		var mu sync.Mutex
+		total := int64(0)
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			m, err := c.PubSubNumSub(ctx, a.requestChannel).Result()
+			mu.Lock()
+			total += m[a.requestChannel]
+			mu.Unlock()
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("redis: counting the servers: %w", err)
+		}
+		return int(total), nil
+	}
+	m, err := a.client.PubSubNumSub(ctx, a.requestChannel).Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis: counting the servers: %w", err)
+	}
+	return int(m[a.requestChannel]), nil
+}
