@@ -57,7 +57,8 @@ type Adapter interface {
 	// BroadcastWithAck sends p, whose ID it sets, to the sockets opts
 	// selects, and calls ack with each client's acknowledgement. It calls
 	// clientCount once with the number of clients the packet went to (for
-	// a cluster, once all processes answered, or the context ended).
+	// a cluster, once all processes answered, or the context ended). An
+	// error ends the wait; the acknowledgements that came are kept.
 	BroadcastWithAck(ctx context.Context, p *Packet, opts *BroadcastOptions, clientCount func(n int), ack func(*Args)) error
 
 	// AddSockets makes the sockets opts selects join rooms.
@@ -174,6 +175,18 @@ func (a *MemoryAdapter) Sockets(rooms []string) []string {
 	return a.selectIDs(&BroadcastOptions{Rooms: rooms})
 }
 
+// Rooms returns every room of this process's sockets, their own ids
+// among them, in no particular order.
+func (a *MemoryAdapter) Rooms() []string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]string, 0, len(a.rooms))
+	for r := range a.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
 // RoomSize returns the number of sockets in room.
 func (a *MemoryAdapter) RoomSize(room string) int {
 	a.mu.RLock()
@@ -235,8 +248,9 @@ func (a *MemoryAdapter) Broadcast(p *Packet, opts *BroadcastOptions) error {
 	return nil
 }
 
-// BroadcastWithAck sends p to every selected socket and routes their
-// acknowledgements to ack.
+// BroadcastWithAck sends p to every selected socket, with a new
+// acknowledgement id it sets in p.ID, and routes their acknowledgements to
+// ack.
 func (a *MemoryAdapter) BroadcastWithAck(ctx context.Context, p *Packet, opts *BroadcastOptions, clientCount func(n int), ack func(*Args)) error {
 	p.ID = a.ns.nextAckID()
 	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)

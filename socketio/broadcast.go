@@ -118,7 +118,7 @@ func (b *BroadcastOperator) EmitWithAck(ctx context.Context, event string, args 
 	}
 	c := newCollector()
 	if err := b.ns.adapter.BroadcastWithAck(ctx, p, &b.opts, c.expect, c.add); err != nil {
-		return nil, err
+		return c.stop(), err // what came before the adapter gave up
 	}
 	return c.wait(ctx, event)
 }
@@ -156,6 +156,17 @@ func (c *collector) checkLocked() {
 		c.closed = true
 		close(c.done)
 	}
+}
+
+// stop ends the collection and returns what came.
+func (c *collector) stop() []*Args {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+	return append([]*Args(nil), c.replies...)
 }
 
 // wait returns the acknowledgements once all came, or those that came

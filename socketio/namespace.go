@@ -30,6 +30,9 @@ type Namespace struct {
 func newNamespace(s *Server, name string) *Namespace {
 	ns := &Namespace{srv: s, name: name, sockets: make(map[string]*Socket), ready: make(chan struct{})}
 	ns.adapter = s.newAdapter(ns)
+	if _, ok := ns.adapter.(SessionAdapter); s.recovery != nil && !ok {
+		s.log.Warn("socketio: ServerOptions.Recovery is set but the adapter keeps no sessions (it is not a SessionAdapter): connection state recovery is off", "nsp", name)
+	}
 	return ns
 }
 
@@ -100,7 +103,7 @@ func (ns *Namespace) ServerSideEmitWithAck(ctx context.Context, event string, ar
 	p := &Packet{Type: PacketEvent, Namespace: ns.name, ID: 0, Data: data, Attachments: att}
 	c := newCollector()
 	if err := ns.adapter.ServerSideEmit(ctx, p, c.expect, c.add); err != nil {
-		return nil, err
+		return c.stop(), err // what came before the adapter gave up
 	}
 	return c.wait(ctx, event)
 }
