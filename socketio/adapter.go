@@ -5,9 +5,6 @@ import (
 	"sync"
 )
 
-// Packet is a Socket.IO packet, as adapters pass it between processes.
-type Packet = packet
-
 // BroadcastOptions selects the sockets of a broadcast, and how it is
 // delivered.
 type BroadcastOptions struct {
@@ -57,8 +54,10 @@ type Adapter interface {
 	// BroadcastWithAck sends p, whose ID it sets, to the sockets opts
 	// selects, and calls ack with each client's acknowledgement. It calls
 	// clientCount once with the number of clients the packet went to (for
-	// a cluster, once all processes answered, or the context ended). An
-	// error ends the wait; the acknowledgements that came are kept.
+	// a cluster, once all processes answered, or the context ended);
+	// ack(nil) stands for a client that will not answer (it disconnected).
+	// The adapter forgets what has not come once ctx ends. An error ends
+	// the wait; the acknowledgements that came are kept.
 	BroadcastWithAck(ctx context.Context, p *Packet, opts *BroadcastOptions, clientCount func(n int), ack func(*Args)) error
 
 	// AddSockets makes the sockets opts selects join rooms.
@@ -255,20 +254,27 @@ func (a *MemoryAdapter) BroadcastWithAck(ctx context.Context, p *Packet, opts *B
 	p.ID = a.ns.nextAckID()
 	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
 	n := 0
+	var targets []*Socket
 	a.apply(opts, func(s *Socket) {
-		if !s.expectAck(p.ID, func(r *Args) {
-			if r != nil {
-				ack(r)
-			}
-		}) {
+		if !s.expectAck(p.ID, ack) { // ack(nil) if s disconnects first
 			return
 		}
 		n++
+		targets = append(targets, s)
 		if s.client.send(text, p.Attachments, opts) != nil {
 			s.dropAck(p.ID)
+			ack(nil)
 		}
 	})
 	clientCount(n)
+	// Once the wait is over, forget the acknowledgements that did not
+	// come: a client that never answers must not grow its socket's table.
+	id := p.ID
+	context.AfterFunc(ctx, func() {
+		for _, s := range targets {
+			s.dropAck(id)
+		}
+	})
 	return nil
 }
 

@@ -103,9 +103,10 @@ func (b *BroadcastOperator) packet(event string, args []any) (*Packet, error) {
 }
 
 // EmitWithAck sends an event to the selected sockets and collects their
-// clients' acknowledgements, until every client has answered or ctx (or
-// the Timeout) ends. On a timeout it returns the acknowledgements that
-// came and an error wrapping context.DeadlineExceeded.
+// clients' acknowledgements, until every client has answered (or
+// disconnected) or ctx (or the Timeout) ends. It returns the
+// acknowledgements that came, with an error wrapping ctx's error on a
+// timeout, or ErrDisconnected when some client left without answering.
 func (b *BroadcastOperator) EmitWithAck(ctx context.Context, event string, args ...any) ([]*Args, error) {
 	p, err := b.packet(event, args)
 	if err != nil {
@@ -128,6 +129,7 @@ func (b *BroadcastOperator) EmitWithAck(ctx context.Context, event string, args 
 type collector struct {
 	mu       sync.Mutex
 	replies  []*Args
+	missing  int // peers that will not answer (add(nil))
 	expected int
 	done     chan struct{}
 	closed   bool
@@ -142,17 +144,23 @@ func (c *collector) expect(n int) {
 	c.mu.Unlock()
 }
 
+// add records an acknowledgement, or with nil a peer that will not send
+// one.
 func (c *collector) add(a *Args) {
 	c.mu.Lock()
 	if !c.closed {
-		c.replies = append(c.replies, a)
+		if a == nil {
+			c.missing++
+		} else {
+			c.replies = append(c.replies, a)
+		}
 		c.checkLocked()
 	}
 	c.mu.Unlock()
 }
 
 func (c *collector) checkLocked() {
-	if !c.closed && c.expected >= 0 && len(c.replies) >= c.expected {
+	if !c.closed && c.expected >= 0 && len(c.replies)+c.missing >= c.expected {
 		c.closed = true
 		close(c.done)
 	}
@@ -183,6 +191,9 @@ func (c *collector) wait(ctx context.Context, event string) ([]*Args, error) {
 		c.closed = true // late acknowledgements are dropped
 		close(c.done)
 		return out, fmt.Errorf("socketio: %d of %d acknowledged %q: %w", len(out), max(c.expected, len(out)), event, ctx.Err())
+	}
+	if c.missing > 0 {
+		return out, fmt.Errorf("socketio: %d of %d acknowledged %q, %d disconnected first: %w", len(out), c.expected, event, c.missing, ErrDisconnected)
 	}
 	return out, nil
 }

@@ -22,6 +22,11 @@ const (
 	ReasonIOClientDisconnect = "io client disconnect" // ClientSocket.Disconnect or Manager.Close
 )
 
+// clientLimits bound what a client decodes from its server, which it
+// trusts more than a server trusts its clients: the Engine.IO client
+// bounds each message already.
+var clientLimits = parserLimits{MaxPacketSize: -1, MaxAttachments: 1000, MaxDepth: 1000}
+
 // ErrBufferFull is returned by a disconnected ClientSocket's emits when
 // ClientOptions.MaxBufferedEmits events wait already.
 var ErrBufferFull = errors.New("socketio: too many events buffered while disconnected")
@@ -44,6 +49,11 @@ type ClientOptions struct {
 	// MaxBufferedEmits bounds the events a socket keeps while it is not
 	// connected, to send once it is. Zero means 1024.
 	MaxBufferedEmits int
+	// MaxPendingEvents bounds the events a socket holds while its
+	// handlers are busy; a server that sends more has the connection
+	// closed (reason "transport error"). Zero means
+	// DefaultMaxPendingEvents.
+	MaxPendingEvents int
 	// Logger receives the client's logs. Nil means no logs.
 	Logger *slog.Logger
 }
@@ -74,7 +84,7 @@ type Manager struct {
 	rec  Reconnection
 	log  *slog.Logger
 
-	dec *decoder // the engine's reader only
+	sendMu sync.Mutex // a packet's text and its attachments go out together
 
 	mu       sync.Mutex
 	eio      *engineio.Client
@@ -108,6 +118,9 @@ func NewManager(rawURL string, opts *ClientOptions) (*Manager, error) {
 	if o.MaxBufferedEmits <= 0 {
 		o.MaxBufferedEmits = 1024
 	}
+	if o.MaxPendingEvents <= 0 {
+		o.MaxPendingEvents = DefaultMaxPendingEvents
+	}
 	m := &Manager{url: u.String(), opts: o, log: o.Logger, sockets: make(map[string]*ClientSocket)}
 	if o.Reconnection != nil {
 		m.rec = *o.Reconnection
@@ -125,7 +138,6 @@ func NewManager(rawURL string, opts *ClientOptions) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	m.dec = newDecoder(parserLimits{})
 	return m, nil
 }
 
@@ -143,6 +155,7 @@ func (m *Manager) Socket(nsp string, auth any) *ClientSocket {
 			m:        m,
 			nsp:      nsp,
 			auth:     auth,
+			exec:     executor{limit: m.opts.MaxPendingEvents},
 			handlers: make(map[string][]*eventHandler),
 			acks:     make(map[int64]func(*Args)),
 		}
@@ -200,14 +213,16 @@ func (m *Manager) dial() {
 	if m.opts.Engine != nil {
 		eo = *m.opts.Engine
 	}
-	eo.OnMessage = m.onMessage
+	// A decoder per connection: a connection closing late must not feed
+	// (or reset) the next one's.
+	dec := newDecoder(clientLimits)
+	eo.OnMessage = func(c *engineio.Client, typ engineio.MessageType, data []byte) { m.onMessage(c, dec, typ, data) }
 	eo.OnClose = m.onClose
 	if eo.Logger == nil {
 		eo.Logger = m.opts.Logger
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), m.opts.ConnectTimeout)
 	defer cancel()
-	m.dec.reset()
 	eio, err := engineio.Dial(ctx, m.url, &eo)
 	m.mu.Lock()
 	m.opening = false
@@ -215,10 +230,15 @@ func (m *Manager) dial() {
 		sockets := m.activeLocked()
 		m.mu.Unlock()
 		m.log.Debug("socketio: connecting failed", "url", m.url, "err", err)
+		cerr := fmt.Errorf("socketio: connecting to %s: %w", m.url, err)
 		for _, s := range sockets {
-			s.connectError(fmt.Errorf("socketio: connecting to %s: %w", m.url, err))
+			s.connectError(cerr)
 		}
-		m.scheduleReconnect()
+		if !m.scheduleReconnect() {
+			for _, s := range sockets {
+				s.giveUp(cerr) // no more attempts: Dial returns the error
+			}
+		}
 		return
 	}
 	if m.closed {
@@ -245,16 +265,17 @@ func (m *Manager) activeLocked() []*ClientSocket {
 	return out
 }
 
-// scheduleReconnect starts the next attempt after the backoff delay.
-func (m *Manager) scheduleReconnect() {
+// scheduleReconnect starts the next attempt after the backoff delay; it
+// reports whether there will be one.
+func (m *Manager) scheduleReconnect() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || m.rec.Disable || len(m.activeLocked()) == 0 {
-		return
+		return false
 	}
 	if m.rec.MaxAttempts > 0 && m.attempts >= m.rec.MaxAttempts {
 		m.log.Debug("socketio: reconnection attempts exhausted", "url", m.url)
-		return
+		return false
 	}
 	d := m.rec.MinDelay << min(m.attempts, 16)
 	if d <= 0 || d > m.rec.MaxDelay {
@@ -271,6 +292,7 @@ func (m *Manager) scheduleReconnect() {
 	}
 	m.attempts++
 	m.timer = time.AfterFunc(d, m.open)
+	return true
 }
 
 // send queues an encoded packet on the connection.
@@ -282,6 +304,8 @@ func (m *Manager) send(p *Packet) error {
 		return ErrDisconnected
 	}
 	text := encodePacket(make([]byte, 0, 64+len(p.Data)), p)
+	m.sendMu.Lock()
+	defer m.sendMu.Unlock()
 	if err := eio.Send(engineio.MessageText, text); err != nil {
 		return err
 	}
@@ -293,31 +317,48 @@ func (m *Manager) send(p *Packet) error {
 	return nil
 }
 
-func (m *Manager) onMessage(c *engineio.Client, typ engineio.MessageType, data []byte) {
+func (m *Manager) onMessage(c *engineio.Client, dec *decoder, typ engineio.MessageType, data []byte) {
 	var p *Packet
 	var err error
 	if typ == engineio.MessageBinary {
-		p, err = m.dec.decodeBinary(data)
+		p, err = dec.decodeBinary(data)
 	} else {
-		p, err = m.dec.decodeText(data)
+		p, err = dec.decodeText(data)
 	}
 	if err != nil {
 		m.log.Warn("socketio: the server sent a malformed packet", "err", err)
-		_ = c.Close()
+		m.fail(c, ReasonParseError)
 		return
 	}
 	if p == nil {
 		return
 	}
 	m.mu.Lock()
+	current := m.eio == c
 	s := m.sockets[p.Namespace]
 	m.mu.Unlock()
+	if !current {
+		return // a connection that is closing: its packets are stale
+	}
 	if s != nil {
 		s.onPacket(p)
 	}
 }
 
 func (m *Manager) onClose(c *engineio.Client, reason engineio.CloseReason, err error) {
+	m.closeConn(c, string(reason))
+}
+
+// fail closes the connection c for reason (the sockets see it), rather
+// than engineio's "forced close".
+func (m *Manager) fail(c *engineio.Client, reason string) {
+	m.closeConn(c, reason)
+	_ = c.Close()
+}
+
+// closeConn disconnects the sockets of connection c, which has closed
+// (or is being closed), with reason, and reconnects if it should.
+func (m *Manager) closeConn(c *engineio.Client, reason string) {
 	m.mu.Lock()
 	if m.eio != c {
 		m.mu.Unlock()
@@ -330,7 +371,7 @@ func (m *Manager) onClose(c *engineio.Client, reason engineio.CloseReason, err e
 	}
 	m.mu.Unlock()
 	for _, s := range sockets {
-		s.disconnected(string(reason), true)
+		s.disconnected(reason, true)
 	}
 	m.scheduleReconnect()
 }
@@ -405,7 +446,7 @@ func Dial(ctx context.Context, rawURL string, auth any, opts *ClientOptions) (*C
 		nsp = "/"
 	}
 	m.mu.Lock()
-	s := &ClientSocket{m: m, nsp: nsp, auth: auth, handlers: make(map[string][]*eventHandler), acks: make(map[int64]func(*Args)), connectWait: []chan error{ch}}
+	s := &ClientSocket{m: m, nsp: nsp, auth: auth, exec: executor{limit: m.opts.MaxPendingEvents}, handlers: make(map[string][]*eventHandler), acks: make(map[int64]func(*Args)), connectWait: []chan error{ch}}
 	m.sockets[nsp] = s
 	m.mu.Unlock()
 	s.Connect()
@@ -564,6 +605,12 @@ func (s *ClientSocket) onPacket(p *Packet) {
 			return
 		}
 		s.mu.Lock()
+		if !s.active {
+			// Disconnect came first: leave the namespace again.
+			s.mu.Unlock()
+			_ = s.m.send(&Packet{Type: PacketDisconnect, Namespace: s.nsp, ID: -1})
+			return
+		}
 		s.recovered = v.PID != "" && v.PID == s.pid
 		s.id, s.pid, s.connected = v.SID, v.PID, true
 		if !s.recovered {
@@ -585,7 +632,7 @@ func (s *ClientSocket) onPacket(p *Packet) {
 			hs := s.onConnect
 			s.mu.Unlock()
 			for _, fn := range hs {
-				fn(s)
+				s.safe(func() { fn(s) })
 			}
 		})
 	case PacketConnectError:
@@ -607,7 +654,15 @@ func (s *ClientSocket) onPacket(p *Packet) {
 		s.connectError(ce)
 		s.m.maybeClose()
 	case PacketEvent, PacketBinaryEvent:
-		s.exec.force(func() { s.dispatch(p) })
+		if !s.exec.run(func() { s.dispatch(p) }) {
+			s.m.log.Warn("socketio: closing a connection whose event handlers fall behind", "nsp", s.nsp, "pending", s.exec.limit)
+			s.m.mu.Lock()
+			c := s.m.eio
+			s.m.mu.Unlock()
+			if c != nil {
+				s.m.fail(c, ReasonTransportError)
+			}
+		}
 	case PacketAck, PacketBinaryAck:
 		s.mu.Lock()
 		fn := s.acks[p.ID]
@@ -647,13 +702,26 @@ func (s *ClientSocket) dispatch(p *Packet) {
 	s.mu.Unlock()
 	report := func(err error) { s.m.log.Warn("socketio: event error", "nsp", s.nsp, "event", name, "err", err) }
 	for _, fn := range anyIn {
-		fn(s, e)
+		s.safe(func() { fn(s, e) })
 	}
 	for _, h := range hs {
-		if err := h.call(s, e, report); err != nil {
-			report(err)
-		}
+		s.safe(func() {
+			if err := h.call(s, e, report); err != nil {
+				report(err)
+			}
+		})
 	}
+}
+
+// safe runs a handler, logging a panic rather than letting it end the
+// process: input from the server must not crash the client.
+func (s *ClientSocket) safe(fn func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.m.log.Error("socketio: client handler panicked", "nsp", s.nsp, "panic", v)
+		}
+	}()
+	fn()
 }
 
 // connectError reports err to the OnConnectError handlers and to Dial.
@@ -675,9 +743,20 @@ func (s *ClientSocket) connectError(err error) {
 		hs := s.onConnErr
 		s.mu.Unlock()
 		for _, fn := range hs {
-			fn(s, err)
+			s.safe(func() { fn(s, err) })
 		}
 	})
+}
+
+// giveUp ends the waits of Dial with err: the manager will not try again.
+func (s *ClientSocket) giveUp(err error) {
+	s.mu.Lock()
+	waits := s.connectWait
+	s.connectWait = nil
+	s.mu.Unlock()
+	for _, ch := range waits {
+		ch <- err
+	}
 }
 
 // disconnected marks the socket disconnected; keepActive says it will
@@ -702,7 +781,7 @@ func (s *ClientSocket) disconnected(reason string, keepActive bool) {
 		hs := s.onDisc
 		s.mu.Unlock()
 		for _, fn := range hs {
-			fn(s, reason)
+			s.safe(func() { fn(s, reason) })
 		}
 	})
 }

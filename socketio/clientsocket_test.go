@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +190,74 @@ func TestClientReconnectsAndRecovers(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the missed event did not come")
+	}
+}
+
+// TestClientConcurrentBinaryEmits: a packet's attachments follow its text
+// even when goroutines emit binary events at once.
+func TestClientConcurrentBinaryEmits(t *testing.T) {
+	srv, url := newHTTPTestServer(t, &ServerOptions{MaxPendingEvents: 1 << 16})
+	got := make(chan int, 4096)
+	srv.OnConnection(func(s *Socket) {
+		s.On("bin", func(s *Socket, a, b []byte) { got <- len(a) + len(b) })
+	})
+	c := dialClient(t, url, nil, &ClientOptions{Engine: &engineio.DialOptions{Transports: []string{engineio.TransportWebSocket}}})
+	const g, n = 8, 100
+	var wg sync.WaitGroup
+	for range g {
+		wg.Go(func() {
+			for range n {
+				_ = c.Emit("bin", []byte{1, 2, 3}, []byte{4})
+			}
+		})
+	}
+	wg.Wait()
+	for i := range g * n {
+		select {
+		case l := <-got:
+			if l != 4 {
+				t.Fatalf("event %d: %d bytes of attachments", i, l)
+			}
+		case <-time.After(step):
+			t.Fatalf("%d of %d events arrived (was the connection closed for a parse error?)", i, g*n)
+		}
+	}
+}
+
+// TestClientDialFails: with reconnection off, Dial returns the connection's
+// error instead of waiting for its context.
+func TestClientDialFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := Dial(ctx, "http://127.0.0.1:1/", nil, &ClientOptions{Reconnection: &Reconnection{Disable: true}})
+	if err == nil || ctx.Err() != nil || time.Since(start) > 10*time.Second {
+		t.Fatalf("Dial to a closed port: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestClientLargePacket: the client takes a packet over the server's
+// limit for clients (1 MB): the server is trusted more.
+func TestClientLargePacket(t *testing.T) {
+	srv, url := newHTTPTestServer(t, nil)
+	big := strings.Repeat("x", 1_500_000)
+	srv.OnConnection(func(s *Socket) { _ = s.Emit("big", big) })
+	got := make(chan int, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	m, err := NewManager(url, &ClientOptions{Engine: &engineio.DialOptions{Transports: []string{engineio.TransportWebSocket}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c := m.Socket("/", nil)
+	c.On("big", func(c *ClientSocket, s string) { got <- len(s) })
+	select {
+	case n := <-got:
+		if n != len(big) {
+			t.Fatalf("got %d bytes", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("the large event did not arrive")
 	}
 }

@@ -192,7 +192,10 @@ func (ns *Namespace) connect(s *Socket) {
 			return
 		}
 	}
-	if s.client.isClosed() {
+	// Connected before it is added anywhere, and only if the connection
+	// has not closed meanwhile: a close from now on finds it connected
+	// and removes it.
+	if s.client.isClosed() || !s.setConnected() {
 		s.client.remove(s)
 		return
 	}
@@ -205,7 +208,10 @@ func (ns *Namespace) connect(s *Socket) {
 		rooms = append(rooms, restored.Rooms...)
 	}
 	ns.adapter.AddAll(s.id, rooms)
-	s.setConnected()
+	if s.isDisconnected() {
+		ns.removeSocket(s) // closed while being added: undo, once more
+		return
+	}
 	if err := s.client.sendPacket(&Packet{Type: PacketConnect, Namespace: ns.name, ID: -1, Data: connectReply(s.id, s.pid)}); err != nil {
 		s.client.close(ReasonForcedServerClose)
 		return

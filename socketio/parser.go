@@ -63,11 +63,12 @@ type packetError struct{ msg string }
 func (e *packetError) Error() string { return ErrMalformedPacket.Error() + ": " + e.msg }
 func (e *packetError) Unwrap() error { return ErrMalformedPacket }
 
-// packet is one Socket.IO packet.
+// Packet is one Socket.IO packet, as the parser reads and writes it and
+// as adapters pass it between processes.
 //
 // A decoded BINARY_EVENT or BINARY_ACK keeps its type (the official parser
 // turns it into EVENT or ACK); handlers treat the two alike.
-type packet struct {
+type Packet struct {
 	Type PacketType
 	// Namespace is "/" when the packet names none. Encoding treats "" as "/".
 	Namespace string
@@ -148,7 +149,7 @@ var reservedEvents = [...]string{
 // order on one goroutine.
 type decoder struct {
 	limits  parserLimits
-	pending *packet // a BINARY_* packet waiting for attachments
+	pending *Packet // a BINARY_* packet waiting for attachments
 	want    int     // attachments pending needs in all
 	lastNsp string  // the last namespace decoded, reused to save an allocation
 	scan    jsonScanner
@@ -177,7 +178,7 @@ func (d *decoder) reset() {
 // whitespace, EVENT and ACK payloads are required, and every attachment
 // placeholder of a BINARY_* packet must be in range even when it announces
 // none.
-func (d *decoder) decodeText(s []byte) (*packet, error) {
+func (d *decoder) decodeText(s []byte) (*Packet, error) {
 	if d.pending != nil {
 		n, t := d.want-len(d.pending.Attachments), d.pending.Type
 		d.reset()
@@ -192,7 +193,7 @@ func (d *decoder) decodeText(s []byte) (*packet, error) {
 	if s[0] < '0' || s[0] > '6' {
 		return nil, malformed("unknown packet type %q", s[0])
 	}
-	p := packet{Type: PacketType(s[0] - '0'), Namespace: "/", ID: -1}
+	p := Packet{Type: PacketType(s[0] - '0'), Namespace: "/", ID: -1}
 	i := 1
 
 	attachments := 0
@@ -346,7 +347,7 @@ func isReservedEvent(quoted []byte) bool {
 // arrived, nil before. It is an error when no attachment is expected.
 //
 // b is copied: it may be reused once decodeBinary returns.
-func (d *decoder) decodeBinary(b []byte) (*packet, error) {
+func (d *decoder) decodeBinary(b []byte) (*Packet, error) {
 	p := d.pending
 	if p == nil {
 		return nil, malformed("binary message with no %v or %v packet expecting it", PacketBinaryEvent, PacketBinaryAck)
@@ -365,7 +366,7 @@ func (d *decoder) decodeBinary(b []byte) (*packet, error) {
 // BINARY_* types only; the namespace only when it is not "/" (or ""). p.Data
 // is written as is. The attachments themselves are sent by the caller, each
 // as a binary message, after the text.
-func encodePacket(dst []byte, p *packet) []byte {
+func encodePacket(dst []byte, p *Packet) []byte {
 	dst = append(dst, '0'+byte(p.Type))
 	if p.Type.isBinary() {
 		dst = strconv.AppendInt(dst, int64(len(p.Attachments)), 10)

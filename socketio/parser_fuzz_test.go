@@ -28,7 +28,7 @@ func FuzzDecodePacket(f *testing.F) {
 		}
 		msgs = append(msgs, msg{data: string(next)})
 		for _, m := range msgs {
-			var p *packet
+			var p *Packet
 			var err error
 			if m.binary {
 				p, err = d.decodeBinary([]byte(m.data))
@@ -48,7 +48,7 @@ func FuzzDecodePacket(f *testing.F) {
 	})
 }
 
-func checkPacket(t *testing.T, limits parserLimits, p *packet) {
+func checkPacket(t *testing.T, limits parserLimits, p *Packet) {
 	t.Helper()
 	if p.Data != nil && !json.Valid(p.Data) {
 		t.Fatalf("decoded invalid JSON %q", p.Data)

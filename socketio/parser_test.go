@@ -20,10 +20,10 @@ func bin(s string) msg { return msg{binary: true, data: s} }
 
 // feed gives msgs to a decoder and returns the packets completed and the
 // first error.
-func feed(d *decoder, msgs ...msg) ([]*packet, error) {
-	var out []*packet
+func feed(d *decoder, msgs ...msg) ([]*Packet, error) {
+	var out []*Packet
 	for _, m := range msgs {
-		var p *packet
+		var p *Packet
 		var err error
 		if m.binary {
 			p, err = d.decodeBinary([]byte(m.data))
@@ -40,8 +40,8 @@ func feed(d *decoder, msgs ...msg) ([]*packet, error) {
 	return out, nil
 }
 
-func pk(t PacketType, nsp string, id int64, data string, att ...string) *packet {
-	p := &packet{Type: t, Namespace: nsp, ID: id}
+func pk(t PacketType, nsp string, id int64, data string, att ...string) *Packet {
+	p := &Packet{Type: t, Namespace: nsp, ID: id}
 	if data != "" {
 		p.Data = json.RawMessage(data)
 	}
@@ -54,7 +54,7 @@ func pk(t PacketType, nsp string, id int64, data string, att ...string) *packet 
 	return p
 }
 
-func samePacket(a, b *packet) bool {
+func samePacket(a, b *Packet) bool {
 	if a.Type != b.Type || a.Namespace != b.Namespace || a.ID != b.ID || !bytes.Equal(a.Data, b.Data) ||
 		(a.Data == nil) != (b.Data == nil) || len(a.Attachments) != len(b.Attachments) {
 		return false
@@ -68,7 +68,7 @@ func samePacket(a, b *packet) bool {
 }
 
 // fmtPackets shows packets as text plus attachments, for test messages.
-func fmtPackets(ps ...*packet) string {
+func fmtPackets(ps ...*Packet) string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, fmtPacket(p))
@@ -76,7 +76,7 @@ func fmtPackets(ps ...*packet) string {
 	return "[" + strings.Join(out, " ") + "]"
 }
 
-func fmtPacket(p *packet) string {
+func fmtPacket(p *Packet) string {
 	if p == nil {
 		return "<nil>"
 	}
@@ -92,7 +92,7 @@ func TestDecodeValid(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []msg
-		want *packet
+		want *Packet
 	}{
 		{"connect main", []msg{txt("0")}, pk(PacketConnect, "/", -1, "")},
 		{"connect auth", []msg{txt(`0{"token":"123"}`)}, pk(PacketConnect, "/", -1, `{"token":"123"}`)},
@@ -334,7 +334,7 @@ func TestDecodeLimits(t *testing.T) {
 func TestEncodePacket(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		p    *packet
+		p    *Packet
 		want string
 	}{
 		{pk(PacketConnect, "/", -1, `{"sid":"x"}`), `0{"sid":"x"}`},
@@ -369,7 +369,7 @@ func TestEncodePacket(t *testing.T) {
 }
 
 // feedPacket decodes text and its attachments as one packet.
-func feedPacket(d *decoder, text []byte, attachments [][]byte) (*packet, error) {
+func feedPacket(d *decoder, text []byte, attachments [][]byte) (*Packet, error) {
 	p, err := d.decodeText(text)
 	for _, a := range attachments {
 		if err != nil || p != nil {
@@ -389,7 +389,7 @@ func TestRoundTripWithArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &packet{Type: PacketBinaryEvent, Namespace: "/custom", ID: 7, Data: data, Attachments: att}
+	p := &Packet{Type: PacketBinaryEvent, Namespace: "/custom", ID: 7, Data: data, Attachments: att}
 	text := encodePacket(nil, p)
 	want := `52-/custom,7["event",{"_placeholder":true,"num":0},{"b":{"_placeholder":true,"num":1},"s":"<&>"}]`
 	if string(text) != want {
@@ -473,7 +473,7 @@ func BenchmarkDecodeEventArgs(b *testing.B) {
 }
 
 func BenchmarkEncodeEvent(b *testing.B) {
-	p := &packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: json.RawMessage(`["chat",{"text":"hi"}]`)}
+	p := &Packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: json.RawMessage(`["chat",{"text":"hi"}]`)}
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -494,7 +494,7 @@ func BenchmarkEncodeEventArgs(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: data}
+		p := Packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: data}
 		buf = encodePacket(buf[:0], &p)
 	}
 }
@@ -547,7 +547,7 @@ func TestConformanceEcho(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			reply := &packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: data, Attachments: att}
+			reply := &Packet{Type: PacketEvent, Namespace: "/", ID: -1, Data: data, Attachments: att}
 			if tt.ack {
 				reply.Type, reply.ID = PacketAck, p.ID
 			}

@@ -792,3 +792,57 @@ func TestFetchSockets(t *testing.T) {
 	vips[0].Disconnect(false)
 	a.expect(`1`)
 }
+
+// TestBroadcastAckTargetsLeave: a broadcast with acknowledgements does not
+// wait for a client that disconnected, and a timed-out one leaves no
+// pending acknowledgement behind on the sockets.
+func TestBroadcastAckTargetsLeave(t *testing.T) {
+	srv, url := newTestServer(t, nil)
+	sockets := make(chan *Socket, 2)
+	srv.OnConnection(func(s *Socket) { s.Join("g"); sockets <- s })
+	a, b := dialRaw(t, url), dialRaw(t, url)
+	a.connect("/", "")
+	sa := <-sockets
+	b.connect("/", "")
+	sb := <-sockets
+	res := make(chan error, 1)
+	go func() {
+		_, err := srv.To("g").EmitWithAck(context.Background(), "q") // no timeout
+		res <- err
+	}()
+	a.expect(`2*`)
+	b.expect(`2*`)
+	sa.Disconnect(true)
+	sb.Disconnect(true)
+	select {
+	case err := <-res:
+		if !errors.Is(err, ErrDisconnected) {
+			t.Fatalf("EmitWithAck: %v, want ErrDisconnected", err)
+		}
+	case <-time.After(step):
+		t.Fatal("EmitWithAck waited for clients that had left")
+	}
+	// Timeouts: the silent client's table of pending acks stays empty.
+	c := dialRaw(t, url)
+	c.connect("/", "")
+	sc := <-sockets
+	for range 20 {
+		_, err := srv.To("g").Timeout(time.Millisecond).EmitWithAck(context.Background(), "q")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("EmitWithAck to a silent client: %v", err)
+		}
+	}
+	deadline := time.Now().Add(step)
+	for {
+		sc.mu.Lock()
+		n := len(sc.acks)
+		sc.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d acknowledgements still pending on a socket after their broadcasts timed out", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -171,10 +171,15 @@ func (s *Socket) Connected() bool {
 	return s.connected && !s.disconnected
 }
 
-func (s *Socket) setConnected() {
+// setConnected marks s connected, unless it has disconnected already.
+func (s *Socket) setConnected() bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disconnected {
+		return false
+	}
 	s.connected = true
-	s.mu.Unlock()
+	return true
 }
 
 func (s *Socket) isDisconnected() bool {
