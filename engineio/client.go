@@ -189,7 +189,6 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		}
 		return nil, err
 	}
-	c.log = c.log.With(slog.String("sid", c.id))
 	c.mu.Lock()
 	c.armTimerLocked()
 	c.mu.Unlock()
@@ -239,6 +238,7 @@ func (c *Client) setHandshake(b []byte) error {
 		return fmt.Errorf("engineio: handshake %q lacks sid, pingInterval or pingTimeout", quoteStart(b))
 	}
 	c.id = h.SID
+	c.log = c.log.With(slog.String("sid", c.id)) // before any goroutine reads it
 	c.pingInterval = time.Duration(h.PingInterval) * time.Millisecond
 	c.pingTimeout = time.Duration(h.PingTimeout) * time.Millisecond
 	c.maxPayload = h.MaxPayload

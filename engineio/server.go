@@ -518,9 +518,17 @@ func (s *Server) serveWebSocketHandshake(w http.ResponseWriter, r *http.Request)
 		_ = c.Close(ws.StatusTryAgainLater, "too many sessions")
 		return
 	}
-	s.wg.Add(1)
 	ss.deliverMu.Lock()
 	ss.mu.Lock()
+	if ss.state != stateOpen {
+		// Closed (Shutdown) between register and here: the session never
+		// had this WebSocket, so its close did not close it.
+		ss.mu.Unlock()
+		ss.deliverMu.Unlock()
+		_ = c.Close(ws.StatusGoingAway, "server shutting down")
+		return
+	}
+	s.wg.Add(1)
 	ss.ws = c
 	err = c.Send(ws.MessageText, s.handshake(ss.id, TransportWebSocket))
 	ss.startHeartbeat()
