@@ -26,10 +26,10 @@ type BroadcastOptions struct {
 // SocketInfo describes a socket, possibly of another process, as
 // FetchSockets returns it.
 type SocketInfo struct {
-	ID        string
-	Handshake Handshake
-	Rooms     []string
-	Data      any
+	ID        string    // the socket's id
+	Handshake Handshake // the request that opened its connection
+	Rooms     []string  // its rooms, its own id among them
+	Data      any       // what SetData kept (decoded from JSON for another process's socket)
 }
 
 // Adapter keeps a namespace's rooms and delivers its broadcasts: in this

@@ -54,8 +54,8 @@ func (a *Args) Values() []any {
 // Event is an incoming event: its name, its arguments, and the means to
 // acknowledge it.
 type Event struct {
-	Name string
-	Args
+	Name string // the event's name
+	Args        // its arguments
 
 	nsp   string
 	ackID int64

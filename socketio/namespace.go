@@ -137,10 +137,11 @@ func (ns *Namespace) ServerCount(ctx context.Context) (int, error) {
 // ConnectError refuses a connection from a middleware with data for the
 // client (the JavaScript server's err.data).
 type ConnectError struct {
-	Message string
-	Data    any
+	Message string // sent as the CONNECT_ERROR's message
+	Data    any    // sent as its data (JSON); nil for none
 }
 
+// Error returns the message.
 func (e *ConnectError) Error() string { return e.Message }
 
 // Socket returns the socket of this process with that id, or nil.

@@ -30,6 +30,12 @@ type RecoveryOptions struct {
 	// MaxPackets bounds the events kept for recovery per namespace, the
 	// oldest dropped first. Zero means 100,000.
 	MaxPackets int
+	// MaxBytes bounds the bytes of those events (JSON and attachments),
+	// the oldest dropped first. Zero means 64 MiB.
+	MaxBytes int
+	// MaxSessions bounds the disconnected sessions kept per namespace;
+	// past it the oldest are forgotten. Zero means 100,000.
+	MaxSessions int
 }
 
 func (o *RecoveryOptions) withDefaults() *RecoveryOptions {
@@ -40,17 +46,23 @@ func (o *RecoveryOptions) withDefaults() *RecoveryOptions {
 	if r.MaxPackets <= 0 {
 		r.MaxPackets = 100_000
 	}
+	if r.MaxBytes <= 0 {
+		r.MaxBytes = 64 << 20
+	}
+	if r.MaxSessions <= 0 {
+		r.MaxSessions = 100_000
+	}
 	return &r
 }
 
 // SessionState is what recovery keeps of a disconnected socket, and what
 // it gives back.
 type SessionState struct {
-	SID    string   // the socket id
-	PID    string   // the private session id, known only to the client
-	Rooms  []string // the rooms, the socket's own id among them
-	Data   any      // what Socket.SetData kept
-	Missed []*Packet
+	SID    string    // the socket id
+	PID    string    // the private session id, known only to the client
+	Rooms  []string  // the rooms, the socket's own id among them
+	Data   any       // what Socket.SetData kept
+	Missed []*Packet // the events broadcast to it since the client's offset (RestoreSession's answer)
 }
 
 // SessionAdapter is an Adapter that can keep sessions for connection
@@ -81,7 +93,9 @@ type sessionStore struct {
 
 	mu        sync.Mutex
 	sessions  map[string]storedSession // by pid
-	packets   []storedPacket
+	packets   []storedPacket           // packets[head:] are kept
+	head      int
+	bytes     int // of packets[head:]
 	lastSweep time.Time
 }
 
@@ -94,7 +108,20 @@ type storedPacket struct {
 	offset string
 	opts   BroadcastOptions
 	p      *Packet
+	size   int
 	at     time.Time
+}
+
+// dropOldestLocked forgets the oldest kept packet.
+func (st *sessionStore) dropOldestLocked() {
+	st.bytes -= st.packets[st.head].size
+	st.packets[st.head] = storedPacket{}
+	st.head++
+	if st.head > len(st.packets)/2 { // compact, amortized
+		n := copy(st.packets, st.packets[st.head:])
+		clear(st.packets[n:])
+		st.packets, st.head = st.packets[:n], 0
+	}
 }
 
 var (
@@ -134,6 +161,14 @@ func (st *sessionStore) record(p *Packet, opts *BroadcastOptions) *Packet {
 	off := newOffset()
 	q := *p
 	q.Data = withOffset(p.Data, off)
+	size := len(q.Data)
+	if len(p.Attachments) > 0 { // kept: the caller's slices may change
+		q.Attachments = make([][]byte, len(p.Attachments))
+		for i, a := range p.Attachments {
+			q.Attachments[i] = slices.Clone(a)
+			size += len(a)
+		}
+	}
 	now := time.Now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -142,10 +177,12 @@ func (st *sessionStore) record(p *Packet, opts *BroadcastOptions) *Packet {
 		offset: off,
 		opts:   BroadcastOptions{Rooms: slices.Clone(opts.Rooms), Except: slices.Clone(opts.Except)},
 		p:      &q,
+		size:   size,
 		at:     now,
 	})
-	if over := len(st.packets) - st.opts.MaxPackets; over > 0 {
-		st.packets = slices.Delete(st.packets, 0, over)
+	st.bytes += size
+	for len(st.packets)-st.head > st.opts.MaxPackets || st.bytes > st.opts.MaxBytes && len(st.packets)-st.head > 1 {
+		st.dropOldestLocked()
 	}
 	return &q
 }
@@ -162,12 +199,8 @@ func (st *sessionStore) sweepLocked(now time.Time) {
 			delete(st.sessions, pid)
 		}
 	}
-	i := 0
-	for i < len(st.packets) && st.packets[i].at.Before(threshold) {
-		i++
-	}
-	if i > 0 {
-		st.packets = slices.Delete(st.packets, 0, i)
+	for st.head < len(st.packets) && st.packets[st.head].at.Before(threshold) {
+		st.dropOldestLocked()
 	}
 }
 
@@ -177,7 +210,21 @@ func (st *sessionStore) persist(s *SessionState) {
 	if st.sessions == nil {
 		st.sessions = make(map[string]storedSession)
 	}
-	st.sessions[s.PID] = storedSession{state: s, at: time.Now()}
+	now := time.Now()
+	st.sweepLocked(now)
+	if len(st.sessions) >= st.opts.MaxSessions {
+		// Full of sessions younger than MaxDisconnectionDuration: forget
+		// the oldest (a scan; it happens only under a flood).
+		var oldest string
+		var at time.Time
+		for pid, ss := range st.sessions {
+			if oldest == "" || ss.at.Before(at) {
+				oldest, at = pid, ss.at
+			}
+		}
+		delete(st.sessions, oldest)
+	}
+	st.sessions[s.PID] = storedSession{state: s, at: now}
 }
 
 func (st *sessionStore) restore(pid, offset string) *SessionState {
@@ -193,10 +240,11 @@ func (st *sessionStore) restore(pid, offset string) *SessionState {
 		delete(st.sessions, pid)
 		return nil
 	}
-	idx := slices.IndexFunc(st.packets, func(sp storedPacket) bool { return sp.offset == offset })
+	idx := slices.IndexFunc(st.packets[st.head:], func(sp storedPacket) bool { return sp.offset == offset })
 	if idx < 0 {
 		return nil // the offset is unknown or too old
 	}
+	idx += st.head
 	out := *s.state
 	out.Rooms = slices.Clone(s.state.Rooms)
 	out.Missed = nil

@@ -48,6 +48,13 @@ type ServerOptions struct {
 	// error"). Zero means DefaultMaxPendingEvents.
 	MaxPendingEvents int
 
+	// MaxDynamicNamespaces bounds the namespaces that OfFunc and OfRegexp
+	// make on first use: a client cannot grow the server by connecting to
+	// endless names. A CONNECT to a new one past the bound is refused as
+	// an invalid namespace. Dynamic namespaces stay once made. Zero means
+	// 10,000.
+	MaxDynamicNamespaces int
+
 	// Recovery, if not nil, turns on connection state recovery (see
 	// RecoveryOptions). The adapter must be a SessionAdapter, as the
 	// MemoryAdapter is.
@@ -69,10 +76,12 @@ type Server struct {
 	limits         parserLimits
 	newAdapter     func(ns *Namespace) Adapter
 	recovery       *RecoveryOptions // nil: off
+	maxDynamic     int
 
 	mu      sync.Mutex
 	nsps    map[string]*Namespace
 	dynamic []dynamicNamespace
+	made    int // dynamic namespaces made
 	closed  bool
 }
 
@@ -109,6 +118,10 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	}
 	if o.Recovery != nil {
 		s.recovery = o.Recovery.withDefaults()
+	}
+	s.maxDynamic = o.MaxDynamicNamespaces
+	if s.maxDynamic <= 0 {
+		s.maxDynamic = 10_000
 	}
 	s.limits = parserLimits{MaxAttachments: o.MaxAttachments}
 	var eo engineio.ServerOptions
@@ -189,6 +202,12 @@ func (s *Server) lookup(name string) *Namespace {
 		s.mu.Unlock()
 		return nil
 	}
+	if s.made >= s.maxDynamic {
+		s.mu.Unlock()
+		s.log.Warn("socketio: refusing a new dynamic namespace: ServerOptions.MaxDynamicNamespaces reached", "nsp", name, "max", s.maxDynamic)
+		return nil
+	}
+	s.made++
 	ns := newNamespace(s, name)
 	s.nsps[name] = ns
 	s.mu.Unlock()

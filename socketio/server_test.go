@@ -846,3 +846,15 @@ func TestBroadcastAckTargetsLeave(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestMaxDynamicNamespaces(t *testing.T) {
+	srv, url := newTestServer(t, &ServerOptions{MaxDynamicNamespaces: 2})
+	srv.OfFunc(func(string) bool { return true }, func(*Namespace) {})
+	rc := dialRaw(t, url)
+	rc.connect("/a", "")
+	rc.connect("/b", "")
+	rc.send("0/c,")
+	rc.expect(`4/c,{"message":"Invalid namespace"}`)
+	rc.send("0/d,")
+	rc.expect(`4/d,{"message":"Invalid namespace"}`)
+}
