@@ -87,7 +87,4 @@ var (
 	// DialOptions.SendBufferLimit). The session is then closed with
 	// ReasonTransportError: a peer that falls that far behind is let go.
 	ErrSendBufferFull = errors.New("engineio: send buffer full")
-	// ErrServerClosed is returned by Server methods after Close or
-	// Shutdown.
-	ErrServerClosed = errors.New("engineio: server closed")
 )
