@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,19 @@ type Options struct {
 	// Logger receives the adapter's logs: malformed messages and failed
 	// publishes at Warn. Nil means no logs.
 	Logger *slog.Logger
+
+	// Sharded selects Redis sharded pub/sub (SSUBSCRIBE, SPUBLISH; Redis
+	// 7 or later) and the messages of the Node adapter's
+	// createShardedAdapter, with which it forms a cluster (and not with
+	// the classic form). PublishOnSpecificResponseChannel does not apply:
+	// answers always go to the requesting server's channel.
+	Sharded bool
+	// SubscriptionMode chooses the channels of the sharded variant, as
+	// the Node adapter's subscriptionMode. Empty means
+	// SubscriptionDynamic, the Node adapter's default.
+	SubscriptionMode SubscriptionMode
+
+	streams *StreamsOptions // NewStreams's
 }
 
 // New returns a function that makes the adapter of each namespace, for
@@ -74,6 +88,9 @@ func New(client goredis.UniversalClient, opts *Options) func(ns *socketio.Namesp
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SubscriptionMode == "" {
+		o.SubscriptionMode = SubscriptionDynamic
 	}
 	return func(ns *socketio.Namespace) socketio.Adapter { return newAdapter(ns, client, o) }
 }
@@ -99,6 +116,12 @@ type Adapter struct {
 	sseq    chan func()
 	closing sync.Once
 
+	subs    roomSubs // the sharded variant's room channels
+	cluster bool     // ClusterAdapter messages (sharded or streams)
+	streams *StreamsOptions
+
+	streamsRestored restoredState
+
 	mu       sync.Mutex
 	requests map[string]*request // by request id
 }
@@ -107,6 +130,8 @@ type publication struct {
 	channel string
 	payload []byte
 	done    chan error // nil: nobody waits
+	entry   []any      // not nil: XADD this entry to the stream
+	id      *string    // with entry: receives the entry's id before done
 }
 
 func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Options) *Adapter {
@@ -120,21 +145,44 @@ func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Option
 		sseq:     make(chan func(), serverSideQueue),
 		requests: make(map[string]*request),
 	}
+	a.streams = o.streams
+	a.cluster = o.Sharded || o.streams != nil
+	if a.cluster {
+		a.uid = randomHexID()
+	}
 	a.log = o.Logger.With("nsp", ns.Name(), "uid", a.uid)
-	a.channel = o.Key + "#" + ns.Name() + "#"
-	a.requestChannel = o.Key + "-request#" + ns.Name() + "#"
-	a.responseChannel = o.Key + "-response#" + ns.Name() + "#"
-	a.specificResponseChannel = a.responseChannel + a.uid + "#"
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-
 	ctx, cancel := context.WithTimeout(a.ctx, o.RequestsTimeout)
 	defer cancel()
-	a.ps = client.PSubscribe(ctx, a.channel+"*")
-	err := a.ps.Subscribe(ctx, a.requestChannel, a.responseChannel, a.specificResponseChannel)
+	var err error
+	subscriptions := 4
+	if o.streams != nil {
+		// As the Node streams adapter: the stream, and PUBLISH on
+		// <key>#<nsp># and <key>#<nsp>#<uid># for the rest.
+		a.channel = o.Key + "#" + ns.Name() + "#"
+		a.specificResponseChannel = a.channel + a.uid + "#"
+		a.ps = client.Subscribe(ctx, a.channel, a.specificResponseChannel)
+		subscriptions = 2
+	} else if o.Sharded {
+		// As the Node ClusterAdapter: <key>#<nsp># for the messages,
+		// <key>#<nsp>#<uid># for the answers to this server.
+		a.channel = o.Key + "#" + ns.Name() + "#"
+		a.specificResponseChannel = a.channel + a.uid + "#"
+		a.subs = roomSubs{dirty: make(map[string]struct{}), signal: make(chan struct{}, 1), subscribed: make(map[string]bool)}
+		a.ps = client.SSubscribe(ctx, a.channel, a.specificResponseChannel)
+		subscriptions = 2
+	} else {
+		a.channel = o.Key + "#" + ns.Name() + "#"
+		a.requestChannel = o.Key + "-request#" + ns.Name() + "#"
+		a.responseChannel = o.Key + "-response#" + ns.Name() + "#"
+		a.specificResponseChannel = a.responseChannel + a.uid + "#"
+		a.ps = client.PSubscribe(ctx, a.channel+"*")
+		err = a.ps.Subscribe(ctx, a.requestChannel, a.responseChannel, a.specificResponseChannel)
+	}
 	if err == nil {
-		// Wait for Redis to confirm the four subscriptions, so that
+		// Wait for Redis to confirm the subscriptions, so that
 		// ServerCount counts this server as soon as the namespace exists.
-		for range 4 {
+		for range subscriptions {
 			if _, err = a.ps.ReceiveTimeout(ctx, o.RequestsTimeout); err != nil {
 				break
 			}
@@ -149,7 +197,22 @@ func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Option
 	go a.receive(msgs)
 	go a.publish()
 	go a.serveServerSide()
+	if a.dynamic() {
+		a.wg.Add(1)
+		go a.syncSubscriptions()
+	}
+	if a.streams != nil {
+		a.wg.Add(1)
+		go a.readStream(a.streamStart())
+	}
 	return a
+}
+
+// randomHexID is a Node ClusterAdapter's id: 8 random bytes in hex.
+func randomHexID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func randomID() string {
@@ -165,6 +228,9 @@ func (a *Adapter) Close() error {
 	var err error
 	a.closing.Do(func() {
 		a.cancel()
+		if a.streams != nil {
+			a.wakeReaders()
+		}
 		err = a.ps.Close()
 		a.wg.Wait()
 		a.mu.Lock()
@@ -179,13 +245,26 @@ func (a *Adapter) Close() error {
 // The local part: rooms of this process.
 
 // AddAll adds socket id to rooms.
-func (a *Adapter) AddAll(id string, rooms []string) { a.mem.AddAll(id, rooms) }
+func (a *Adapter) AddAll(id string, rooms []string) {
+	a.mem.AddAll(id, rooms)
+	a.joined(rooms)
+}
 
 // Del removes socket id from room.
-func (a *Adapter) Del(id, room string) { a.mem.Del(id, room) }
+func (a *Adapter) Del(id, room string) {
+	a.mem.Del(id, room)
+	a.roomsChanged(room)
+}
 
 // DelAll removes socket id from every room.
-func (a *Adapter) DelAll(id string) { a.mem.DelAll(id) }
+func (a *Adapter) DelAll(id string) {
+	var rooms []string
+	if a.dynamic() {
+		rooms = a.mem.SocketRooms(id)
+	}
+	a.mem.DelAll(id)
+	a.roomsChanged(rooms...)
+}
 
 // SocketRooms returns the rooms of socket id, of this process.
 func (a *Adapter) SocketRooms(id string) []string { return a.mem.SocketRooms(id) }
@@ -215,13 +294,14 @@ func (a *Adapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastOptions)
 }
 
 func (a *Adapter) publishBroadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	ch := a.broadcastChannel(dedup(opts.Rooms))
+	if a.cluster {
+		data := (&jsonObject{}).raw("packet", clusterPacket(p)).value("opts", toWireOpts(opts)).bytes()
+		return a.clusterPublish(ch, cmBroadcast, data, p.Attachments)
+	}
 	b, err := encodeBroadcast(a.uid, p, a.ns.Name(), opts)
 	if err != nil {
 		return err
-	}
-	ch := a.channel
-	if rs := dedup(opts.Rooms); len(rs) == 1 {
-		ch += rs[0] + "#"
 	}
 	return a.enqueue(ch, b, nil)
 }
@@ -244,8 +324,16 @@ func (a *Adapter) enqueue(channel string, payload []byte, done chan error) error
 	if a.ctx.Err() != nil {
 		return ErrClosed
 	}
+	return a.enqueuePub(publication{channel: channel, payload: payload, done: done})
+}
+
+func (a *Adapter) enqueuePub(m publication) error {
+	if a.ctx.Err() != nil {
+		return ErrClosed
+	}
+	channel := m.channel
 	select {
-	case a.pubq <- publication{channel, payload, done}:
+	case a.pubq <- m:
 		return nil
 	default:
 		a.log.Warn("redis: publish queue full; message dropped", "channel", channel)
@@ -256,8 +344,13 @@ func (a *Adapter) enqueue(channel string, payload []byte, done chan error) error
 // publishWait publishes a message after those queued, and waits for
 // Redis to take it.
 func (a *Adapter) publishWait(ctx context.Context, channel string, payload []byte) error {
+	return a.publishWaitPub(ctx, publication{channel: channel, payload: payload})
+}
+
+func (a *Adapter) publishWaitPub(ctx context.Context, m publication) error {
 	done := make(chan error, 1)
-	if err := a.enqueue(channel, payload, done); err != nil {
+	m.done = done
+	if err := a.enqueuePub(m); err != nil {
 		return err
 	}
 	select {
@@ -301,7 +394,18 @@ func (a *Adapter) publish() {
 }
 
 func (a *Adapter) publishOne(ctx context.Context, m publication) {
-	err := a.client.Publish(ctx, m.channel, m.payload).Err()
+	var err error
+	if m.entry != nil {
+		var id string
+		id, err = a.client.XAdd(ctx, &goredis.XAddArgs{Stream: a.streams.StreamName, MaxLen: a.streams.MaxLen, Approx: true, ID: "*", Values: m.entry}).Result()
+		if m.id != nil {
+			*m.id = id
+		}
+	} else if a.opts.Sharded {
+		err = a.client.SPublish(ctx, m.channel, m.payload).Err()
+	} else {
+		err = a.client.Publish(ctx, m.channel, m.payload).Err()
+	}
 	if err != nil {
 		err = fmt.Errorf("redis: publishing to %s: %w", m.channel, err)
 		if m.done == nil {
@@ -314,17 +418,28 @@ func (a *Adapter) publishOne(ctx context.Context, m publication) {
 }
 
 // ServerCount returns the number of servers subscribed to this
-// namespace's request channel (PUBSUB NUMSUB), this one included.
+// namespace's request channel (PUBSUB NUMSUB), this one included; with
+// Options.Sharded, to its channel (PUBSUB SHARDNUMSUB); for NewStreams's
+// adapters, to its channel (PUBSUB NUMSUB).
 func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.RequestsTimeout)
 	defer cancel()
+	numsub := func(ctx context.Context, c goredis.UniversalClient) (int64, error) {
+		if a.opts.Sharded {
+			m, err := c.PubSubShardNumSub(ctx, a.channel).Result()
+			return m[a.channel], err
+		}
+		ch := a.requestCh()
+		m, err := c.PubSubNumSub(ctx, ch).Result()
+		return m[ch], err
+	}
 	if cc, ok := a.client.(*goredis.ClusterClient); ok {
 		var mu sync.Mutex
 		total := int64(0)
 		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
-			m, err := c.PubSubNumSub(ctx, a.requestChannel).Result()
+			n, err := numsub(ctx, c)
 			mu.Lock()
-			total += m[a.requestChannel]
+			total += n
 			mu.Unlock()
 			return err
 		})
@@ -333,9 +448,9 @@ func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
 		}
 		return int(total), nil
 	}
-	m, err := a.client.PubSubNumSub(ctx, a.requestChannel).Result()
+	n, err := numsub(ctx, a.client)
 	if err != nil {
 		return 0, fmt.Errorf("redis: counting the servers: %w", err)
 	}
-	return int(m[a.requestChannel]), nil
+	return int(n), nil
 }

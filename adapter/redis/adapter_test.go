@@ -64,9 +64,15 @@ type node struct {
 // its handlers before it serves.
 func newNode(t *testing.T, rdb goredis.UniversalClient, opts *Options, setup func(srv *socketio.Server)) *node {
 	t.Helper()
+	return newNodeWith(t, New(rdb, opts), setup)
+}
+
+// newNodeWith starts a server with the adapters newAdapter makes.
+func newNodeWith(t *testing.T, newAdapter func(ns *socketio.Namespace) socketio.Adapter, setup func(srv *socketio.Server)) *node {
+	t.Helper()
 	srv, err := socketio.NewServer(&socketio.ServerOptions{
 		Engine:     &engineio.ServerOptions{PingInterval: time.Second, PingTimeout: 2 * time.Second},
-		NewAdapter: New(rdb, opts),
+		NewAdapter: newAdapter,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,9 +169,7 @@ func (c *client) waitFor(t *testing.T, want string) []string {
 
 func pair(t *testing.T, opts *Options, setup func(srv *socketio.Server)) (*node, *node) {
 	rdb := redisClient(t)
-	if opts == nil {
-		opts = &Options{}
-	}
+	opts = withOpts(opts, func(*Options) {})
 	if opts.Key == "" {
 		opts.Key = testKey(t)
 	}
@@ -175,14 +179,26 @@ func pair(t *testing.T, opts *Options, setup func(srv *socketio.Server)) (*node,
 	return newNode(t, rdb, opts, setup), newNode(t, rdb, opts, setup)
 }
 
+// withOpts returns a copy of base (nil: the defaults) changed by fn.
+func withOpts(base *Options, fn func(o *Options)) *Options {
+	o := &Options{}
+	if base != nil {
+		*o = *base
+	}
+	fn(o)
+	return o
+}
+
 func ctxStep(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func TestServerCount(t *testing.T) {
-	a, b := pair(t, nil, nil)
+func TestServerCount(t *testing.T) { testServerCount(t, nil) }
+
+func testServerCount(t *testing.T, base *Options) {
+	a, b := pair(t, base, nil)
 	for _, n := range []*node{a, b} {
 		got, err := n.srv.Of("/").ServerCount(ctxStep(t))
 		if err != nil || got != 2 {
@@ -191,8 +207,10 @@ func TestServerCount(t *testing.T) {
 	}
 }
 
-func TestBroadcasts(t *testing.T) {
-	a, b := pair(t, nil, nil)
+func TestBroadcasts(t *testing.T) { testBroadcasts(t, nil) }
+
+func testBroadcasts(t *testing.T, base *Options) {
+	a, b := pair(t, base, nil)
 	a1 := dial(t, a, "red")
 	a2 := dial(t, a)
 	b1 := dial(t, b, "red", "blue")
@@ -233,8 +251,10 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func TestFetchJoinLeaveDisconnect(t *testing.T) {
-	a, b := pair(t, nil, nil)
+func TestFetchJoinLeaveDisconnect(t *testing.T) { testFetchJoinLeaveDisconnect(t, nil) }
+
+func testFetchJoinLeaveDisconnect(t *testing.T, base *Options) {
+	a, b := pair(t, base, nil)
 	a1 := dial(t, a, "red")
 	b1 := dial(t, b, "red")
 	b2 := dial(t, b)
@@ -306,7 +326,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestServerSideEmit(t *testing.T) {
+func TestServerSideEmit(t *testing.T) { testServerSideEmit(t, nil) }
+
+func testServerSideEmit(t *testing.T, base *Options) {
 	got := make(chan string, 10)
 	setup := func(srv *socketio.Server) {
 		srv.Of("/").OnServerSideEmit("hello", func(ns *socketio.Namespace, e *socketio.Event) {
@@ -318,7 +340,7 @@ func TestServerSideEmit(t *testing.T) {
 			_ = e.Ack("hi " + who)
 		})
 	}
-	a, b := pair(t, nil, setup)
+	a, b := pair(t, base, setup)
 	must(t, a.srv.ServerSideEmit(ctxStep(t), "hello", "a", []byte{7}))
 	select {
 	case s := <-got:
@@ -338,11 +360,13 @@ func TestServerSideEmit(t *testing.T) {
 	}
 }
 
-func TestServerSideEmitTimeout(t *testing.T) {
+func TestServerSideEmitTimeout(t *testing.T) { testServerSideEmitTimeout(t, nil) }
+
+func testServerSideEmitTimeout(t *testing.T, base *Options) {
 	setup := func(srv *socketio.Server) {
 		srv.Of("/").OnServerSideEmit("mute", func(ns *socketio.Namespace, e *socketio.Event) {})
 	}
-	a, _ := pair(t, &Options{RequestsTimeout: 200 * time.Millisecond}, setup)
+	a, _ := pair(t, withOpts(base, func(o *Options) { o.RequestsTimeout = 200 * time.Millisecond }), setup)
 	start := time.Now()
 	_, err := a.srv.Of("/").ServerSideEmitWithAck(ctxStep(t), "mute")
 	if !errors.Is(err, ErrTimeout) {
@@ -353,8 +377,10 @@ func TestServerSideEmitTimeout(t *testing.T) {
 	}
 }
 
-func TestBroadcastWithAck(t *testing.T) {
-	a, b := pair(t, nil, nil)
+func TestBroadcastWithAck(t *testing.T) { testBroadcastWithAck(t, nil) }
+
+func testBroadcastWithAck(t *testing.T, base *Options) {
+	a, b := pair(t, base, nil)
 	a1 := dial(t, a)
 	b1 := dial(t, b)
 	b2 := dial(t, b, "red")
@@ -438,7 +464,9 @@ func TestClose(t *testing.T) {
 // TestRedisRestart kills a Redis of the test's own and starts it again:
 // local delivery goes on meanwhile, requests to the other server fail
 // with an error, and the cluster heals once Redis is back.
-func TestRedisRestart(t *testing.T) {
+func TestRedisRestart(t *testing.T) { testRedisRestart(t, nil) }
+
+func testRedisRestart(t *testing.T, base *Options) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server not in PATH")
@@ -468,7 +496,7 @@ func TestRedisRestart(t *testing.T) {
 	t.Cleanup(func() { kill() })
 	rdb := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	opts := &Options{Key: testKey(t), RequestsTimeout: 500 * time.Millisecond}
+	opts := withOpts(base, func(o *Options) { o.Key, o.RequestsTimeout = testKey(t), 500*time.Millisecond })
 	if testing.Verbose() {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}

@@ -13,6 +13,11 @@
 //	})
 //	defer srv.Close() // closes the adapters; then rdb.Close()
 //
+// Options.Sharded selects the sharded variant (Node's createShardedAdapter)
+// and NewStreams the Redis Streams adapter (Node's
+// @socket.io/redis-streams-adapter) with connection state recovery across
+// the servers; both are described below.
+//
 // # Wire format
 //
 // As the Node adapter, for a namespace nsp and the key (default
@@ -38,6 +43,71 @@
 // placeholders for binary attachments) and MessagePack, keeping the order
 // of object keys. Integers travel as MessagePack integers, other numbers
 // as float64; a JavaScript Date arrives as its ISO string.
+//
+// # The sharded variant
+//
+// With Options.Sharded, as createShardedAdapter of the Node adapter
+// (Redis 7 or later; a cluster is either classic or sharded, not both):
+//
+//   - every server SSUBSCRIBEs to <key>#<nsp># and to its own
+//     <key>#<nsp>#<uid># (uid: 16 hex digits), where the answers to its
+//     requests come; the number of servers is PUBSUB SHARDNUMSUB of
+//     <key>#<nsp>#.
+//   - messages are socket.io-adapter's ClusterAdapter's: {type, data,
+//     uid, nsp}, type 3 (broadcast, with requestId when it wants acks)
+//     to 12 (a client's ack); JSON (JSON.stringify's bytes), or the
+//     MessagePack of the same object when data holds binary. A broadcast
+//     carries {packet: {type: 2, data}, opts: {rooms, except, flags}}.
+//   - Options.SubscriptionMode: in SubscriptionDynamic (the default), a
+//     broadcast without acks to exactly one room that is not a socket's
+//     own (not 20 characters long) goes to <key>#<nsp>#<room>#, and each
+//     server SSUBSCRIBEs to the channel of every public room that has
+//     sockets here, and SUNSUBSCRIBEs when the room empties; in
+//     SubscriptionDynamicPrivate, the same for every room; in
+//     SubscriptionStatic, everything goes to <key>#<nsp>#. A join that
+//     makes a room new to this server waits (a second at most) for the
+//     SSUBSCRIBE to be written, so that a broadcast to the room right
+//     after reaches it.
+//
+// With a goredis.ClusterClient, all of a namespace's subscriptions use
+// one connection, of the node of <key>#<nsp>#'s slot: on a Redis Cluster
+// the room channels of other slots are refused (untested; the Node
+// adapter subscribes per slot).
+//
+// # The Redis Streams adapter
+//
+// NewStreams makes adapters that speak @socket.io/redis-streams-adapter
+// 0.3's protocol (ClusterAdapter messages as above):
+//
+//   - broadcasts without acks, socketsJoin/Leave and disconnectSockets
+//     are entries {uid, nsp, type, data} of one stream (XADD MAXLEN ~),
+//     data being the JSON text, or with binary the base64 of its
+//     MessagePack form; each server reads the stream with XREAD BLOCK
+//     from its last entry at start. The entry id of a broadcast is the
+//     offset of connection state recovery, appended to the event as its
+//     last argument.
+//   - the rest (broadcasts with acks, fetchSockets, serverSideEmit, the
+//     answers) are the MessagePack of the message, PUBLISHed on
+//     <prefix>#<nsp># or <prefix>#<nsp>#<uid>#; the number of servers is
+//     PUBSUB NUMSUB of <prefix>#<nsp>#.
+//   - a disconnected session is SET at <sessionKeyPrefix><pid> to the
+//     base64 of the MessagePack {sid, pid, rooms, data}, with PX the
+//     MaxDisconnectionDuration; RestoreSession takes it (GET and DEL in
+//     MULTI), checks that the offset is still in the stream, and reads
+//     the broadcasts after it (XRANGE) that the session's rooms select.
+//     Restored Data is a json.RawMessage. The server's own stream reader,
+//     which may lag, does not deliver the restored socket again the
+//     entries its missed packets covered; an entry added between the
+//     XRANGE and the socket's joining its rooms is lost for it, as with
+//     the Node adapter.
+//
+// Its Broadcast waits for the XADD (the offset is in the packet), for
+// Options.RequestsTimeout at most; if Redis fails, the local delivery is
+// done without offset and the error returned. StreamsOptions.Recovery must
+// be the server's ServerOptions.Recovery: an adapter cannot read it. Each
+// namespace's adapter reads the stream with its own blocking XREAD (one
+// connection of the client's pool per namespace); Close adds an entry
+// without nsp, which every reader skips, to end the XREADs at once.
 //
 // # Concurrency
 //
@@ -69,9 +139,9 @@
 // # Compatibility
 //
 // Tested against @socket.io/redis-adapter 8.3 with socket.io 4.8 and the
-// redis 4 client. Not supported yet: the sharded adapter
-// (createShardedAdapter, SSUBSCRIBE), connection state recovery across
-// servers, and a custom parser option. Only the first argument of a
+// redis 4 client, createShardedAdapter of the same in its three
+// subscription modes. Not supported yet: a custom parser option, and the
+// Streams adapter's streamCount and useShardedPubSub options. Only the first argument of a
 // client's (or server's) acknowledgement travels between servers, as with
 // the Node adapter.
 package redis

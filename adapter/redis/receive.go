@@ -38,6 +38,8 @@ func (a *Adapter) handle(m *goredis.Message) {
 	}()
 	var err error
 	switch {
+	case a.cluster:
+		err = a.onClusterMessage(m.Channel, []byte(m.Payload))
 	case strings.HasPrefix(m.Channel, a.channel):
 		err = a.onBroadcast(m.Channel, []byte(m.Payload))
 	case strings.HasPrefix(m.Channel, a.responseChannel):
@@ -124,6 +126,11 @@ func (a *Adapter) onRequest(b []byte) error {
 	if m.UID == a.uid {
 		return nil // ours: done locally already
 	}
+	return a.serveRequest(m, att)
+}
+
+// serveRequest answers request m of another server.
+func (a *Adapter) serveRequest(m *message, att [][]byte) error {
 	reqID := ""
 	if m.RequestID != nil {
 		reqID = *m.RequestID
@@ -184,6 +191,11 @@ func (a *Adapter) onRequest(b []byte) error {
 		for i := range infos {
 			socks[i] = toJSSocket(&infos[i])
 		}
+		if a.cluster {
+			data := (&jsonObject{}).str("requestId", reqID).value("sockets", socks).bytes()
+			_ = a.clusterPublish(a.responseChannelOf(m.UID), cmFetchSocketsResponse, data, nil)
+			return nil
+		}
 		a.respond(m, a.marshalAny(map[string]any{"requestId": reqID, "sockets": socks}))
 	case reqServerSideEmit:
 		return a.onServerSideEmit(m, att)
@@ -199,11 +211,31 @@ func (a *Adapter) onRequest(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("a broadcast request's packet: %w", err)
 		}
+		if a.cluster {
+			p.Namespace = a.ns.Name()
+		}
 		return a.mem.BroadcastWithAck(a.ctx, p, m.Opts.options(),
 			func(n int) {
+				if a.cluster {
+					data := (&jsonObject{}).str("requestId", reqID).value("clientCount", n).bytes()
+					_ = a.clusterPublish(a.responseChannelOf(m.UID), cmBroadcastClientCount, data, nil)
+					return
+				}
 				a.respond(m, a.marshal(&message{Type: reqBroadcastClientCount, RequestID: &reqID, ClientCount: &n}))
 			},
 			func(args *socketio.Args) {
+				if a.cluster {
+					o := (&jsonObject{}).str("requestId", reqID)
+					var att [][]byte
+					if args.Len() > 0 {
+						o.raw("packet", args.Raw(0))
+						att = args.Attachments()
+					}
+					if err := a.clusterPublish(a.responseChannelOf(m.UID), cmBroadcastAck, o.bytes(), att); err != nil {
+						a.log.Warn("redis: an acknowledgement not relayed", "err", err)
+					}
+					return
+				}
 				b, err := a.ackResponse(reqID, args)
 				if err != nil {
 					a.log.Warn("redis: an acknowledgement not relayed", "err", err)
@@ -229,11 +261,7 @@ func (a *Adapter) respond(m *message, b []byte) {
 	if b == nil {
 		return
 	}
-	ch := a.responseChannel
-	if a.opts.PublishOnSpecificResponseChannel && m.UID != "" {
-		ch += m.UID + "#"
-	}
-	_ = a.enqueue(ch, b, nil)
+	_ = a.enqueue(a.responseChannelOf(m.UID), b, nil)
 }
 
 // ackResponse is the BROADCAST_ACK answer {type, requestId, packet}
@@ -275,6 +303,15 @@ func (a *Adapter) onServerSideEmit(m *message, att [][]byte) error {
 			args, err := socketio.NewArgs(ap.Data, ap.Attachments)
 			if err != nil {
 				return err
+			}
+			if a.cluster {
+				o := (&jsonObject{}).str("requestId", reqID)
+				var att [][]byte
+				if args.Len() > 0 {
+					o.raw("packet", args.Raw(0))
+					att = args.Attachments()
+				}
+				return a.clusterPublish(a.responseChannelOf(m.UID), cmServerSideEmitResp, o.bytes(), att)
 			}
 			r := &message{Type: reqServerSideEmit, RequestID: &reqID}
 			if args.Len() > 0 {
@@ -322,6 +359,11 @@ func (a *Adapter) onResponse(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("a response: %w", err)
 	}
+	return a.routeResponse(m, att)
+}
+
+// routeResponse routes answer m to the request of this server it is for.
+func (a *Adapter) routeResponse(m *message, att [][]byte) error {
 	if m.RequestID == nil {
 		return nil
 	}

@@ -117,7 +117,13 @@ func (a *Adapter) BroadcastWithAck(ctx context.Context, p *socketio.Packet, opts
 		return err
 	}
 	var body []byte
-	if r.expected > 0 {
+	if r.expected > 0 && a.cluster {
+		data := (&jsonObject{}).raw("packet", clusterPacket(p)).str("requestId", id).value("opts", toWireOpts(opts)).bytes()
+		if body, err = a.clusterEncode(cmBroadcast, data, p.Attachments); err != nil {
+			a.finish(id)
+			return fmt.Errorf("redis: encoding a broadcast: %w", err)
+		}
+	} else if r.expected > 0 {
 		body = msgp.AppendMapHeader(make([]byte, 0, 128+len(p.Data)), 5)
 		body = msgp.AppendString(body, "uid")
 		body = msgp.AppendString(body, a.uid)
@@ -139,7 +145,7 @@ func (a *Adapter) BroadcastWithAck(ctx context.Context, p *socketio.Packet, opts
 		return err
 	}
 	if r.expected > 0 {
-		if err := a.publishWait(ctx, a.requestChannel, body); err != nil {
+		if err := a.publishWait(ctx, a.requestCh(), body); err != nil {
 			a.finish(id)
 			return err
 		}
@@ -163,10 +169,21 @@ func (a *Adapter) BroadcastWithAck(ctx context.Context, p *socketio.Packet, opts
 	return nil
 }
 
+// requestCh is the channel of the requests to the other servers.
+func (a *Adapter) requestCh() string {
+	if a.cluster {
+		return a.channel
+	}
+	return a.requestChannel
+}
+
 // AddSockets makes the selected sockets of every server join rooms.
 func (a *Adapter) AddSockets(opts *socketio.BroadcastOptions, rooms []string) {
 	a.mem.AddSockets(opts, rooms)
-	if !opts.Local {
+	if !opts.Local && a.cluster {
+		data := (&jsonObject{}).value("opts", toWireOpts(opts)).value("rooms", jsRooms(rooms)).bytes()
+		_ = a.clusterPublish(a.channel, cmSocketsJoin, data, nil)
+	} else if !opts.Local {
 		_ = a.enqueue(a.requestChannel, a.marshal(&message{UID: a.uid, Type: reqRemoteJoin, Opts: toWireOpts(opts), Rooms: jsRooms(rooms)}), nil)
 	}
 }
@@ -174,14 +191,20 @@ func (a *Adapter) AddSockets(opts *socketio.BroadcastOptions, rooms []string) {
 // DelSockets makes the selected sockets of every server leave rooms.
 func (a *Adapter) DelSockets(opts *socketio.BroadcastOptions, rooms []string) {
 	a.mem.DelSockets(opts, rooms)
-	if !opts.Local {
+	if !opts.Local && a.cluster {
+		data := (&jsonObject{}).value("opts", toWireOpts(opts)).value("rooms", jsRooms(rooms)).bytes()
+		_ = a.clusterPublish(a.channel, cmSocketsLeave, data, nil)
+	} else if !opts.Local {
 		_ = a.enqueue(a.requestChannel, a.marshal(&message{UID: a.uid, Type: reqRemoteLeave, Opts: toWireOpts(opts), Rooms: jsRooms(rooms)}), nil)
 	}
 }
 
 // DisconnectSockets disconnects the selected sockets of every server.
 func (a *Adapter) DisconnectSockets(opts *socketio.BroadcastOptions, closeConn bool) {
-	if !opts.Local {
+	if !opts.Local && a.cluster {
+		data := (&jsonObject{}).value("opts", toWireOpts(opts)).value("close", closeConn).bytes()
+		_ = a.clusterPublish(a.channel, cmDisconnectSockets, data, nil)
+	} else if !opts.Local {
 		_ = a.enqueue(a.requestChannel, a.marshal(&message{UID: a.uid, Type: reqRemoteDisconnect, Opts: toWireOpts(opts), Close: closeConn}), nil)
 	}
 	a.mem.DisconnectSockets(opts, closeConn)
@@ -210,7 +233,11 @@ func (a *Adapter) FetchSockets(ctx context.Context, opts *socketio.BroadcastOpti
 	defer a.finish(id)
 	w := toWireOpts(opts)
 	w.Flags = wireFlags{}
-	if err := a.publishWait(ctx, a.requestChannel, a.marshal(&message{UID: a.uid, RequestID: &id, Type: reqRemoteFetch, Opts: w})); err != nil {
+	b := a.marshal(&message{UID: a.uid, RequestID: &id, Type: reqRemoteFetch, Opts: w})
+	if a.cluster {
+		b, _ = a.clusterEncode(cmFetchSockets, (&jsonObject{}).value("opts", w).str("requestId", id).bytes(), nil)
+	}
+	if err := a.publishWait(ctx, a.requestCh(), b); err != nil {
 		return local, err
 	}
 	err = a.await(ctx, r, r.done, "fetchSockets")
@@ -225,11 +252,11 @@ func (a *Adapter) FetchSockets(ctx context.Context, opts *socketio.BroadcastOpti
 func (a *Adapter) ServerSideEmit(ctx context.Context, p *socketio.Packet, serverCount func(n int), ack func(*socketio.Args)) error {
 	m := &message{UID: a.uid, Type: reqServerSideEmit, Data: p.Data}
 	if ack == nil {
-		b, err := encodeRequest(m, p.Attachments)
+		b, err := a.encodeServerSide(m, p)
 		if err != nil {
 			return fmt.Errorf("redis: encoding a server-side event: %w", err)
 		}
-		return a.publishWait(ctx, a.requestChannel, b)
+		return a.publishWait(ctx, a.requestCh(), b)
 	}
 	n, err := a.ServerCount(ctx)
 	if err != nil {
@@ -246,15 +273,27 @@ func (a *Adapter) ServerSideEmit(ctx context.Context, p *socketio.Packet, server
 	}
 	defer a.finish(id)
 	m.RequestID = &id
-	b, err := encodeRequest(m, p.Attachments)
+	b, err := a.encodeServerSide(m, p)
 	if err != nil {
 		return fmt.Errorf("redis: encoding a server-side event: %w", err)
 	}
 	serverCount(r.expected)
-	if err := a.publishWait(ctx, a.requestChannel, b); err != nil {
+	if err := a.publishWait(ctx, a.requestCh(), b); err != nil {
 		return err
 	}
 	return a.await(ctx, r, r.done, "serverSideEmit")
+}
+
+// encodeServerSide encodes the server-side event m of packet p.
+func (a *Adapter) encodeServerSide(m *message, p *socketio.Packet) ([]byte, error) {
+	if !a.cluster {
+		return encodeRequest(m, p.Attachments)
+	}
+	o := &jsonObject{}
+	if m.RequestID != nil {
+		o.str("requestId", *m.RequestID)
+	}
+	return a.clusterEncode(cmServerSideEmit, o.raw("packet", p.Data).bytes(), p.Attachments)
 }
 
 // encodeRequest encodes m as JSON, or as MessagePack when attachments

@@ -13,8 +13,16 @@
 // With REDIS_URL set (redis://host:port/db), the /socket.io/ server of
 // APP_PORT joins a cluster through adapter/redis, wire-compatible with
 // @socket.io/redis-adapter 8.x: REDIS_KEY (default "socket.io") is the
-// key prefix, SERVER_NAME (default "duplex-<pid>") names this process in
+// key prefix, REDIS_SHARDED=1 selects the sharded variant
+// (createShardedAdapter; REDIS_SUBSCRIPTION_MODE its subscriptionMode),
+// REDIS_STREAMS=1 the Redis Streams adapter with recovery,
+// SERVER_NAME (default "duplex-<pid>") names this process in
 // the answers of the cluster events (installCluster).
+//
+// With NATS_URL set instead (nats://host:port, REDIS_URL not set), the
+// /socket.io/ server of APP_PORT joins a cluster of Duplex servers
+// through adapter/nats: NATS_PREFIX (default "duplex") starts its
+// subjects; SERVER_NAME and the cluster events are as with REDIS_URL.
 package main
 
 import (
@@ -31,9 +39,11 @@ import (
 	"syscall"
 	"time"
 
+	natsadapter "github.com/duplexrt/duplex/adapter/nats"
 	redisadapter "github.com/duplexrt/duplex/adapter/redis"
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
+	natsgo "github.com/nats-io/nats.go"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -83,7 +93,6 @@ func run() error {
 	protoMux.Handle("/socket.io/", protoSIO)
 
 	// The interop app: /socket.io/ without recovery, /recovery/ with it.
-	// TODO(adapters issue): NATS_URL.
 	appMux := http.NewServeMux()
 	sioOpts := appOptions(logger)
 	var rdb *goredis.Client
@@ -94,13 +103,45 @@ func run() error {
 		}
 		rdb = goredis.NewClient(ro)
 		defer rdb.Close()
-		sioOpts.NewAdapter = redisadapter.New(rdb, &redisadapter.Options{Key: os.Getenv("REDIS_KEY"), Logger: logger})
+		sioOpts.NewAdapter = redisadapter.New(rdb, &redisadapter.Options{
+			Key:    os.Getenv("REDIS_KEY"),
+			Logger: logger,
+			// REDIS_SHARDED=1: sharded pub/sub, as createShardedAdapter;
+			// REDIS_SUBSCRIPTION_MODE: its subscriptionMode.
+			Sharded:          os.Getenv("REDIS_SHARDED") == "1",
+			SubscriptionMode: redisadapter.SubscriptionMode(os.Getenv("REDIS_SUBSCRIPTION_MODE")),
+		})
+		if os.Getenv("REDIS_STREAMS") == "1" {
+			// REDIS_STREAMS=1: the Redis Streams adapter (stream and
+			// channel prefix REDIS_KEY), with recovery.
+			key := env("REDIS_KEY", "socket.io")
+			sioOpts.Recovery = &socketio.RecoveryOptions{MaxDisconnectionDuration: 2 * time.Minute}
+			sioOpts.NewAdapter = redisadapter.NewStreams(rdb, &redisadapter.StreamsOptions{
+				StreamName: key, ChannelPrefix: key, SessionKeyPrefix: key + ":session:",
+				Recovery: sioOpts.Recovery, Logger: logger,
+			})
+		}
+	}
+	var nc *natsgo.Conn
+	if u := os.Getenv("NATS_URL"); u != "" && rdb == nil {
+		prefix := os.Getenv("NATS_PREFIX")
+		if prefix != "" {
+			if err := natsadapter.CheckPrefix(prefix); err != nil {
+				return fmt.Errorf("NATS_PREFIX: %w", err)
+			}
+		}
+		nc, err = natsadapter.Connect(u, natsgo.Name(env("SERVER_NAME", fmt.Sprintf("duplex-%d", os.Getpid()))))
+		if err != nil {
+			return fmt.Errorf("NATS_URL: %w", err)
+		}
+		defer nc.Close()
+		sioOpts.NewAdapter = natsadapter.New(nc, &natsadapter.Options{Prefix: prefix, Logger: logger})
 	}
 	appSIO, err := newAppSocketIO(sioOpts)
 	if err != nil {
 		return err
 	}
-	if rdb != nil {
+	if rdb != nil || nc != nil {
 		installCluster(appSIO.Of("/"), env("SERVER_NAME", fmt.Sprintf("duplex-%d", os.Getpid())))
 	}
 	appMux.Handle("/socket.io/", appSIO)
@@ -157,7 +198,7 @@ func run() error {
 	return nil
 }
 
-// installCluster adds, with REDIS_URL, the events that exercise the
+// installCluster adds, with REDIS_URL or NATS_URL, the events that exercise the
 // cluster operations (not in CONTRACT.md §4.2 yet; the Node server of
 // test/interop/socketio-redis.mjs has the same):
 //
