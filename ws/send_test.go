@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http/httptest"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/duplexrt/duplex/ws"
 )
@@ -242,5 +244,66 @@ func TestSendUncompressed(t *testing.T) {
 		if uncompressed && n < int64(len(msg)) || !uncompressed && n > int64(len(msg))/4 {
 			t.Errorf("uncompressed %v: %d bytes on the wire for a %d-byte message", uncompressed, n, len(msg))
 		}
+	}
+}
+
+// TestSendInlineAndQueued: messages of many sizes sent to a slow reader
+// (a small receive buffer, pauses), some written alone and some batched,
+// all arrive whole and in order, and the stream stays in step.
+func TestSendInlineAndQueued(t *testing.T) {
+	srv, conns := sendServer(t, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*ioTimeout)
+	defer cancel()
+	dialer := &net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		// Small, so that writes fill it and split. Set before connect:
+		// see setRecvBuffer.
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { err = setRecvBuffer(fd, 16<<10) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	c, _, err := ws.Dial(ctx, wsURL(srv), &ws.DialOptions{ReadLimit: 1 << 20, NetDialContext: dialer.DialContext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	sc := <-conns
+	const n = 600
+	message := func(i int) []byte {
+		msg := bytes.Repeat([]byte{byte(i)}, (i*7919)%(40<<10))
+		return append(msg, fmt.Sprintf("#%d", i)...)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			for sc.SendQueued() > 1<<20 { // stay under SendQueueLimit
+				if ctx.Err() != nil {
+					sent <- ctx.Err()
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := sc.Send(ws.MessageBinary, message(i)); err != nil {
+				sent <- fmt.Errorf("Send %d: %w", i, err)
+				return
+			}
+		}
+		sent <- nil
+	}()
+	defer func() { cancel(); <-sent }() // the sender ends: all sent, an error, or ctx
+	for i := range n {
+		if i%50 == 0 {
+			time.Sleep(5 * time.Millisecond) // let the socket fill
+		}
+		_, p, err := c.Read(ctx)
+		if want := message(i); err != nil || !bytes.Equal(p, want) {
+			t.Fatalf("message %d: %d bytes (want %d), %v", i, len(p), len(want), err)
+		}
+	}
+	// Pongs arrive through reads (see Ping): read on while Ping waits.
+	c.CloseRead(ctx)
+	if err := c.Ping(ctx); err != nil { // the stream is still in step
+		t.Fatal(err)
 	}
 }
