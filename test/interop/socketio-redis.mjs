@@ -1,35 +1,61 @@
-// socketio-redis.mjs is the Node side of the mixed-cluster test
-// (socketio_redis_test.go): it starts a socket.io 4.8 server with
-// @socket.io/redis-adapter 8.x on a free port, beside two Duplex
-// conformance servers on the same Redis and key, connects official
-// socket.io-clients to all three, and prints one JSON line per scenario:
+// socketio-redis.mjs is the Node side of the mixed-cluster tests
+// (socketio_redis_test.go, socketio_redis_sharded_test.go,
+// socketio_redis_streams_test.go): it starts a socket.io 4.8 server with
+// one of the Redis adapters on a free port, beside two Duplex conformance
+// servers on the same Redis and key, connects official socket.io-clients
+// to all three, and prints one JSON line per scenario:
 // {"name", "ok", "error"?, "ms"}.
 //
-//   node socketio-redis.mjs REDIS_URL KEY GO1_URL GO2_URL [only-name]
+//   node socketio-redis.mjs VARIANT REDIS_URL KEY GO1_URL GO2_URL [only-name]
+//
+// VARIANT: classic (@socket.io/redis-adapter 8.x, createAdapter),
+// sharded-static, sharded-dynamic or sharded-dynamic-private
+// (createShardedAdapter in that subscription mode), or streams
+// (@socket.io/redis-streams-adapter 0.3 with connection state recovery on
+// every server: events broadcast carry their stream offset last, which the
+// scenarios set aside, and a client that reconnects to another server gets
+// its socket and its missed events).
 //
 // The Node server has the handlers of the conformance app that the
 // scenarios use (join, shout, say, others, collect) and its cluster
 // events (cluster-fetch, cluster-join, cluster-leave, cluster-sse,
 // cluster-count, cluster-except; see internal/cmd/conformance/main.go).
+
 import { createServer } from "node:http";
 import assert from "node:assert/strict";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { io as ioc } from "socket.io-client";
 
-const [redisURL, key, go1, go2] = process.argv.slice(2, 6);
-const only = process.argv[6] || "";
+const [variant, redisURL, key, go1, go2] = process.argv.slice(2, 7);
+const only = process.argv[7] || "";
 const STEP = 5000; // ms, bound on every wait
+const streams = variant === "streams";
 
 // The Node server.
 const pub = createClient({ url: redisURL });
-const sub = pub.duplicate();
 pub.on("error", (e) => console.error("redis pub:", e.message));
-sub.on("error", (e) => console.error("redis sub:", e.message));
-await Promise.all([pub.connect(), sub.connect()]);
+const sub = streams ? null : pub.duplicate();
+sub?.on("error", (e) => console.error("redis sub:", e.message));
+await Promise.all([pub.connect(), sub?.connect()]);
+let adapter;
+if (variant === "classic") {
+  adapter = createAdapter(pub, sub, { key, requestsTimeout: STEP });
+} else if (variant.startsWith("sharded-")) {
+  adapter = createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: variant.slice("sharded-".length) });
+} else if (streams) {
+  adapter = createStreamsAdapter(pub, { streamName: key, channelPrefix: key, sessionKeyPrefix: `${key}:session:`, blockTimeInMs: 1000 });
+} else {
+  throw new Error(`unknown variant ${variant}`);
+}
 const http = createServer();
-const io = new Server(http, { adapter: createAdapter(pub, sub, { key, requestsTimeout: STEP }), pingInterval: 1000 });
+const io = new Server(http, {
+  adapter,
+  ...(streams ? { connectionStateRecovery: { maxDisconnectionDuration: 120000 } } : {}),
+  pingInterval: 1000,
+});
 const NAME = "node";
 
 io.on("ping", (msg, cb) => cb(`${NAME}:${msg}`)); // server-side events
@@ -95,6 +121,12 @@ for (const s of clients) {
 const byServer = (srv) => clients.filter((s) => s.srv === srv);
 const origins = Object.keys(servers).map((srv) => byServer(srv)[0]); // one client per server
 const red = clients.filter((s) => s.name.endsWith("-1"));
+const isOffset = (s) => /^[0-9]+-[0-9]+$/.test(s);
+const offsetLess = (x, y) => {
+  const [xm, xs] = x.split("-").map(BigInt);
+  const [ym, ys] = y.split("-").map(BigInt);
+  return xm < ym || (xm === ym && xs < ys);
+};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const ids = (list) => list.map((s) => s.id).sort();
 
@@ -104,7 +136,15 @@ const ids = (list) => list.map((s) => s.id).sort();
 function collectEvents(ev) {
   const got = {};
   const offs = clients.map((s) => {
-    const f = (...a) => (got[s.name] ||= []).push(a);
+    // With streams, the stream offset, last, set aside (NO-OFFSET when
+    // missing).
+    const f = (...a) => {
+      if (streams) {
+        if (typeof a[a.length - 1] === "string" && isOffset(a[a.length - 1])) a.pop();
+        else a.push("NO-OFFSET");
+      }
+      (got[s.name] ||= []).push(a);
+    };
     s.on(ev, f);
     return () => s.off(ev, f);
   });
@@ -186,6 +226,7 @@ const scenarios = {
         assert.ok(Buffer.isBuffer(evs[0][0]) || evs[0][0] instanceof ArrayBuffer, `${name}: ${JSON.stringify(evs[0])}`);
         assert.deepEqual([...new Uint8Array(evs[0][0])], [...bin]);
         assert.equal(evs[0][1], o.id);
+        assert.equal(evs[0].length, 2, `${name}: ${evs[0].slice(2)}`);
       }
     }
   },
@@ -222,13 +263,6 @@ const scenarios = {
       }
     }
   },
-  async "allRooms, asked by Node"() {
-    // ALL_ROOMS, a request that only the Node adapter sends (8.x no
-    // longer sends SOCKETS: allSockets is local); the Duplex servers
-    // answer it.
-    const rooms = await io.of("/").adapter.allRooms();
-    for (const r of ["everyone", "red", ...ids(clients)]) assert.ok(rooms.has(r), `room ${r} in ${[...rooms]}`);
-  },
   async "serverSideEmit with acks"() {
     const names = { go1: "duplex-1", go2: "duplex-2", node: "node" };
     for (const o of origins) {
@@ -245,13 +279,59 @@ const scenarios = {
       assert.deepEqual(r, { timedOut: false, responses: red.map((s) => s.name).sort() }, `red, from ${o.srv}`);
     }
   },
+  async "allRooms, asked by Node"() {
+    if (variant !== "classic") return "skip"; // the ClusterAdapter has no allRooms
+    // ALL_ROOMS, a request that only the Node adapter sends (8.x no
+    // longer sends SOCKETS: allSockets is local); the Duplex servers
+    // answer it.
+    const rooms = await io.of("/").adapter.allRooms();
+    for (const r of ["everyone", "red", ...ids(clients)]) assert.ok(rooms.has(r), `room ${r} in ${[...rooms]}`);
+  },
+  async "recovery across servers"() {
+    if (!streams) return "skip"; // recovery needs the streams adapter
+    for (const [from, to] of [["node", "go1"], ["go1", "node"], ["go1", "go2"]]) {
+      const c = ioc(servers[from], { transports: ["websocket"], forceNew: true, reconnectionDelay: 1000, reconnectionDelayMax: 1000, randomizationFactor: 0, timeout: STEP });
+      await new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); });
+      const room = `rec-${from}-${to}`;
+      await ack(c, "join", room);
+      const id = c.id;
+      const got = [];
+      c.on("said", (...a) => got.push(a));
+      const say = (srv, msg) => ack(byServer(srv)[0], "say", room, msg);
+      const waitFor = async (n, what) => eventually(what, async () => got.length >= n);
+      await say(to, "m0");
+      await waitFor(1, "m0");
+      // The connection drops; the next attempt goes to the other server.
+      c.io.uri = servers[to];
+      const disconnected = new Promise((r) => c.once("disconnect", r));
+      c.io.engine.close();
+      await disconnected;
+      await eventually(`${from} keeps the session`, async () => (await pub.keys(`${key}:session:*`)).length >= 1);
+      const reconnected = new Promise((r) => c.once("connect", r));
+      await say(to, "m1");
+      await say(from, "m2");
+      await say(Object.keys(servers).find((s) => s !== from && s !== to), "m3");
+      await Promise.race([reconnected, sleep(3 * STEP).then(() => { throw new Error("no reconnection"); })]);
+      assert.ok(c.recovered, `${from} → ${to}: not recovered`);
+      assert.equal(c.id, id, `${from} → ${to}: id`);
+      await waitFor(4, `${from} → ${to}: the missed events`);
+      await say(to, "m4");
+      await waitFor(5, `${from} → ${to}: m4`);
+      c.disconnect();
+      assert.deepEqual(got.map((a) => a[1]), ["m0", "m1", "m2", "m3", "m4"], `${from} → ${to}`);
+      const offsets = got.map((a) => a[a.length - 1]);
+      for (let i = 0; i < offsets.length; i++) {
+        assert.ok(isOffset(offsets[i]) && (i === 0 || offsetLess(offsets[i - 1], offsets[i])), `${from} → ${to}: offsets ${offsets}`);
+      }
+    }
+  },
 };
 
 for (const [name, fn] of Object.entries(scenarios)) {
   if (only && name !== only) continue;
   const start = Date.now();
   try {
-    await fn();
+    if ((await fn()) === "skip") continue; // not for this variant
     console.log(JSON.stringify({ name, ok: true, ms: Date.now() - start }));
   } catch (e) {
     console.log(JSON.stringify({ name, ok: false, error: String(e && e.stack || e), ms: Date.now() - start }));
@@ -259,5 +339,5 @@ for (const [name, fn] of Object.entries(scenarios)) {
 }
 clients.forEach((s) => s.disconnect());
 io.close();
-await Promise.allSettled([pub.quit(), sub.quit()]);
+await Promise.allSettled([pub.quit(), sub?.quit()]);
 process.exit(0);

@@ -102,59 +102,86 @@ func runConformance(t *testing.T, bin string, env ...string) *conformanceServer 
 	return s
 }
 
+// TestSocketIORedisCluster runs socketio-redis.mjs against a Node server
+// and two Duplex conformance servers on one Redis, with each Redis
+// adapter: the classic pub/sub one, the sharded one in its three
+// subscription modes, and the Streams one with connection state recovery
+// (clients that reconnect to another server than the one they lost, Node
+// and Duplex both ways).
 func TestSocketIORedisCluster(t *testing.T) {
 	node := requireSocketIOClient(t)
-	if _, err := os.Stat("node_modules/@socket.io/redis-adapter/package.json"); err != nil {
-		msg := "node_modules/@socket.io/redis-adapter is missing: run npm ci in test/interop"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
+	for _, pkg := range []string{"@socket.io/redis-adapter", "@socket.io/redis-streams-adapter"} {
+		if _, err := os.Stat("node_modules/" + pkg + "/package.json"); err != nil {
+			msg := "node_modules/" + pkg + " is missing: run npm ci in test/interop"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
 		}
-		t.Skip(msg)
 	}
 	requireRedis(t)
-	key := fmt.Sprintf("duplex-interop-%d", time.Now().UnixNano())
 	bin := buildConformance(t)
-	var urls []string
-	var servers []*conformanceServer
-	for i := 1; i <= 2; i++ {
-		s := runConformance(t, bin, "REDIS_URL="+redisURL, "REDIS_KEY="+key, fmt.Sprintf("SERVER_NAME=duplex-%d", i))
-		servers = append(servers, s)
-		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", s.app))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "socketio-redis.mjs", redisURL, key, urls[0], urls[1])
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	ran := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var r struct {
-			Name  string `json:"name"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-			MS    int    `json:"ms"`
-		}
-		if json.Unmarshal([]byte(line), &r) != nil {
-			t.Errorf("unexpected output: %q", line)
-			continue
-		}
-		ran++
-		if !r.OK {
-			t.Errorf("%s: %s", r.Name, r.Error)
-		} else {
-			t.Logf("%s: ok in %d ms", r.Name, r.MS)
-		}
-	}
-	if err != nil {
-		t.Errorf("socketio-redis.mjs: %v\n%s", err, stderr.String())
-	}
-	if ran < 10 {
-		t.Errorf("%d scenarios reported, want 10", ran)
-	}
-	if t.Failed() {
-		for i, s := range servers {
-			t.Logf("duplex-%d log:\n%s", i+1, s.stderr)
-		}
+	for _, v := range []struct {
+		variant string
+		env     []string // the conformance servers' settings
+		want    int      // scenarios
+	}{
+		{"classic", nil, 10},
+		{"sharded-dynamic", []string{"REDIS_SHARDED=1", "REDIS_SUBSCRIPTION_MODE=dynamic"}, 9},
+		{"sharded-static", []string{"REDIS_SHARDED=1", "REDIS_SUBSCRIPTION_MODE=static"}, 9},
+		{"sharded-dynamic-private", []string{"REDIS_SHARDED=1", "REDIS_SUBSCRIPTION_MODE=dynamic-private"}, 9},
+		{"streams", []string{"REDIS_STREAMS=1"}, 10},
+	} {
+		t.Run(v.variant, func(t *testing.T) {
+			key := fmt.Sprintf("duplex-interop-%s-%d", v.variant, time.Now().UnixNano())
+			t.Cleanup(func() {
+				// A stream and sessions stay in Redis (they would expire).
+				_ = exec.Command("sh", "-c", `redis-cli -u "$0" --scan --pattern "$1*" | xargs -r redis-cli -u "$0" DEL`, redisURL, key).Run()
+			})
+			var urls []string
+			var servers []*conformanceServer
+			for i := 1; i <= 2; i++ {
+				env := append([]string{"REDIS_URL=" + redisURL, "REDIS_KEY=" + key, fmt.Sprintf("SERVER_NAME=duplex-%d", i)}, v.env...)
+				s := runConformance(t, bin, env...)
+				servers = append(servers, s)
+				urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d", s.app))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, "socketio-redis.mjs", v.variant, redisURL, key, urls[0], urls[1])
+			var stderr lockedBuffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			ran := 0
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				var r struct {
+					Name  string `json:"name"`
+					OK    bool   `json:"ok"`
+					Error string `json:"error"`
+					MS    int    `json:"ms"`
+				}
+				if json.Unmarshal([]byte(line), &r) != nil {
+					t.Errorf("unexpected output: %q", line)
+					continue
+				}
+				ran++
+				if !r.OK {
+					t.Errorf("%s: %s", r.Name, r.Error)
+				} else {
+					t.Logf("%s: ok in %d ms", r.Name, r.MS)
+				}
+			}
+			if err != nil {
+				t.Errorf("socketio-redis.mjs %s: %v\n%s", v.variant, err, stderr.String())
+			}
+			if ran < v.want {
+				t.Errorf("%d scenarios reported, want %d", ran, v.want)
+			}
+			if t.Failed() {
+				for i, s := range servers {
+					t.Logf("duplex-%d log:\n%s", i+1, s.stderr)
+				}
+			}
+		})
 	}
 }
