@@ -175,6 +175,10 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		c.httpClient = &http.Client{Transport: c.ownHTTP}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// The session holds a count in wg from here until closeWith's last
+	// goroutine ends, so that Done waits for the close, not merely for the
+	// transports' goroutines (they all stop for a while in an upgrade).
+	c.wg.Add(1)
 
 	var rest []byte
 	if o.Transports[0] == TransportWebSocket {
@@ -183,6 +187,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Client, error
 		rest, err = c.openPolling(ctx)
 	}
 	if err != nil {
+		c.wg.Done() // never opened: no closeWith
 		c.cancel()
 		if c.ownHTTP != nil {
 			c.ownHTTP.CloseIdleConnections()
@@ -493,9 +498,8 @@ func (c *Client) closeWith(reason CloseReason, err error) {
 	conn := c.ws
 	c.mu.Unlock()
 	c.cancel()
-	c.wg.Add(1)
 	go func() {
-		defer c.wg.Done()
+		defer c.wg.Done() // the session's count, from Dial
 		c.deliverMu.Lock()
 		if f := c.opts.OnClose; f != nil {
 			f(c, reason, err)
