@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexrt/duplex/socketio"
@@ -65,6 +67,10 @@ type Options struct {
 	// Logger receives the adapter's logs: malformed messages and failed
 	// publishes at Warn. Nil means no logs.
 	Logger *slog.Logger
+
+	// streamed: the broadcast, room and request subjects are read from
+	// NewJetStream's stream, not subscribed to (jetstream.go).
+	streamed bool
 }
 
 // Connect connects to the NATS servers of url (comma-separated) with the
@@ -83,9 +89,11 @@ func Connect(url string, opts ...natsgo.Option) (*natsgo.Conn, error) {
 
 // New returns a function that makes the adapter of each namespace, for
 // socketio.ServerOptions.NewAdapter. The adapters share nc, which should
-// reconnect by itself (see Connect); they are closed by the
-// socketio.Server's Close, which does not close nc. New panics if
-// opts.Prefix is not valid (CheckPrefix).
+// reconnect forever (see Connect): nats.go's default gives up after 60
+// attempts, 2 s apart, and closes the connection, after which the
+// adapters stay local for good (Health says so; New logs a warning). They
+// are closed by the socketio.Server's Close, which does not close nc. New
+// panics if opts.Prefix is not valid (CheckPrefix).
 func New(nc *natsgo.Conn, opts *Options) func(ns *socketio.Namespace) socketio.Adapter {
 	o := Options{}
 	if opts != nil {
@@ -106,6 +114,9 @@ func New(nc *natsgo.Conn, opts *Options) func(ns *socketio.Namespace) socketio.A
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if n := nc.Opts.MaxReconnect; n >= 0 {
+		o.Logger.Warn("nats: the connection gives up after a few reconnection attempts, and the adapters then stay local; make it with nats.Connect or natsgo.MaxReconnects(-1)", "maxReconnects", n)
+	}
 	return func(ns *socketio.Namespace) socketio.Adapter { return newAdapter(ns, nc, o) }
 }
 
@@ -124,6 +135,7 @@ type Adapter struct {
 	base, broadcastSubj, roomPrefix, requestSubj, responseSubj, presenceSubj string
 
 	subs    []*natsgo.Subscription
+	unsubd  []string // subjects whose subscription failed; see Health
 	msgs    chan *natsgo.Msg
 	ctx     context.Context // ends with Close
 	cancel  context.CancelFunc
@@ -134,6 +146,8 @@ type Adapter struct {
 	// Of the receiving goroutine only: hellos answered this second.
 	helloWindow  time.Time
 	helloAnswers int
+
+	stats struct{ published, buffered, publishErrors, reconnects atomic.Uint64 }
 
 	mu       sync.Mutex
 	requests map[string]*request  // by request id
@@ -163,10 +177,15 @@ func newAdapter(ns *socketio.Namespace, nc *natsgo.Conn, o Options) *Adapter {
 
 	// One channel for every subscription: the messages of one server are
 	// handled in the order it sent them, whatever their subject.
-	for _, subj := range []string{a.broadcastSubj, a.roomPrefix + "*", a.requestSubj, a.responseSubj, a.presenceSubj} {
+	subjects := []string{a.broadcastSubj, a.roomPrefix + "*", a.requestSubj, a.responseSubj, a.presenceSubj}
+	if o.streamed {
+		subjects = subjects[3:] // from the stream (jetstream.go)
+	}
+	for _, subj := range subjects {
 		s, err := nc.ChanSubscribe(subj, a.msgs)
 		if err != nil {
 			a.log.Warn("nats: subscribing failed", "subject", subj, "err", err)
+			a.unsubd = append(a.unsubd, subj)
 			continue
 		}
 		a.subs = append(a.subs, s)
@@ -250,8 +269,14 @@ func (a *Adapter) publish(subject string, e *envelope) error {
 	if err != nil {
 		return fmt.Errorf("nats: encoding a message: %w", err)
 	}
+	buffered := a.nc.IsReconnecting()
 	if err := a.nc.Publish(subject, b); err != nil {
+		a.stats.publishErrors.Add(1)
 		return fmt.Errorf("nats: publishing to %s: %w", subject, err)
+	}
+	a.stats.published.Add(1)
+	if buffered {
+		a.stats.buffered.Add(1)
 	}
 	return nil
 }
@@ -303,9 +328,74 @@ func (a *Adapter) connected(what string) error {
 }
 
 // Connected reports whether the connection to NATS is up: while it is
-// not, the cluster is degraded (local delivery only, requests fail), for
-// a health endpoint to show.
+// not, the cluster is degraded (local delivery only, requests fail).
+// Health says the same with the reason.
 func (a *Adapter) Connected() bool { return a.ctx.Err() == nil && a.nc.IsConnected() }
+
+// Health returns nil while the connection to NATS is up and the adapter
+// holds its subscriptions (nats.go sends them again after each
+// reconnection). Otherwise it returns what is wrong, wrapping
+// ErrNotConnected when the connection is down, such as "nats: not
+// connected to the NATS server (status RECONNECTING); reconnecting":
+// the cluster is degraded, broadcasts reach this process's sockets only
+// and requests to the other servers fail. A closed connection (nats.go
+// gave up reconnecting, or the application closed it) does not heal; the
+// error says so. After Close it returns ErrClosed. It does not block.
+func (a *Adapter) Health() error {
+	if a.ctx.Err() != nil {
+		return ErrClosed
+	}
+	switch st := a.nc.Status(); st {
+	case natsgo.CONNECTED:
+	case natsgo.CLOSED:
+		return fmt.Errorf("%w (connection closed; it will not reconnect: make it with nats.Connect or natsgo.MaxReconnects(-1))", ErrNotConnected)
+	default:
+		cause := st.String()
+		if err := a.nc.LastError(); err != nil {
+			cause += ": " + err.Error()
+		}
+		return fmt.Errorf("%w (status %s); reconnecting", ErrNotConnected, cause)
+	}
+	if len(a.unsubd) > 0 {
+		return fmt.Errorf("nats: not subscribed to %s; the adapter must be made again", strings.Join(a.unsubd, ", "))
+	}
+	for _, s := range a.subs {
+		if !s.IsValid() {
+			return fmt.Errorf("nats: the subscription to %s is closed; the adapter must be made again", s.Subject)
+		}
+	}
+	return nil
+}
+
+// Stats counts what an adapter published since it was made; the
+// heartbeats are not counted. The counters only grow.
+type Stats struct {
+	// Published counts the messages nats.go took, sent or buffered.
+	Published uint64
+	// Buffered counts those of Published taken while the connection was
+	// down: they wait in nats.go's reconnect buffer and go out once
+	// reconnected (to the servers subscribed by then), or are lost if the
+	// connection closes first.
+	Buffered uint64
+	// PublishErrors counts the messages nats.go refused (reconnect buffer
+	// full, connection closed, larger than max_payload); each error was
+	// returned to the caller, or logged at Warn.
+	PublishErrors uint64
+	// Reconnects counts the reconnections of the connection that this
+	// adapter saw (it checks every 100 ms at most).
+	Reconnects uint64
+}
+
+// Stats returns the adapter's counters. It is safe to call at any time,
+// after Close too.
+func (a *Adapter) Stats() Stats {
+	return Stats{
+		Published:     a.stats.published.Load(),
+		Buffered:      a.stats.buffered.Load(),
+		PublishErrors: a.stats.publishErrors.Load(),
+		Reconnects:    a.stats.reconnects.Load(),
+	}
+}
 
 // ServerCount returns the number of servers of the namespace heard from
 // within the last 3 heartbeat intervals, this one included. It fails
@@ -348,8 +438,10 @@ func (a *Adapter) heartbeat() {
 	t := time.NewTicker(a.opts.HeartbeatInterval)
 	defer t.Stop()
 	lastConnected := a.nc.IsConnected()
+	lastReconnects := a.nc.Stats().Reconnects
 	// Check the connection more often than the heartbeat, to re-announce
-	// soon after a reconnection.
+	// soon after a reconnection. The reconnection count catches an outage
+	// shorter than the poll, which IsConnected alone would miss.
 	poll := time.NewTicker(min(a.opts.HeartbeatInterval, 100*time.Millisecond))
 	defer poll.Stop()
 	for {
@@ -358,11 +450,19 @@ func (a *Adapter) heartbeat() {
 			return
 		case <-poll.C:
 			c := a.nc.IsConnected()
-			if c && !lastConnected {
+			r := a.nc.Stats().Reconnects
+			if c && (!lastConnected || r != lastReconnects) {
+				a.stats.reconnects.Add(1)
 				a.log.Info("nats: connection back; announcing this server")
 				a.sendPresence(typeHelloNew)
 			}
+			if !c && lastConnected {
+				a.log.Warn("nats: connection lost; local delivery only until nats.go reconnects", "status", a.nc.Status().String())
+			}
 			lastConnected = c
+			if c {
+				lastReconnects = r
+			}
 		case <-t.C:
 			if a.nc.IsConnected() {
 				a.sendPresence(typeHello)

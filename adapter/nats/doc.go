@@ -4,7 +4,9 @@
 // rooms; broadcasts with acknowledgements and client counts;
 // fetchSockets; remote join, leave and disconnect; server-side events
 // with acknowledgements; server count; request timeouts) for clusters of
-// Duplex servers. It is not compatible with any Node adapter.
+// Duplex servers. It is not compatible with any Node adapter. NewJetStream
+// adds connection state recovery across the servers on a JetStream
+// stream (see "Connection state recovery").
 //
 // The package is named nats, as its directory, like nats.go's: import
 // one of them under another name (natsgo for nats.go, here).
@@ -119,9 +121,72 @@
 // tells a health check. Messages published by the others while a server
 // was disconnected are lost for it, as with any pub/sub adapter.
 //
+// # Connection state recovery (JetStream)
+//
+// NewJetStream makes the same adapter on a JetStream stream, so that a
+// client that lost its connection to one server gets its socket back,
+// with the events it missed, from another (ServerOptions.Recovery):
+//
+//	rec := &socketio.RecoveryOptions{MaxDisconnectionDuration: 2 * time.Minute}
+//	mk, err := nats.NewJetStream(ctx, nc, &nats.JetStreamOptions{Recovery: rec})
+//	if err != nil { … } // no JetStream: nats-server -js
+//	srv, _ := socketio.NewServer(&socketio.ServerOptions{NewAdapter: mk, Recovery: rec})
+//
+// The messages and subjects are those above: servers made with New and
+// with NewJetStream on one prefix form one cluster, both ways. The stream
+// (JetStreamOptions.Stream, by default the prefix with '.' and the other
+// characters a name cannot hold as '_': "duplex") records
+//
+//	<prefix>.*.broadcast   <prefix>.*.room.*   <prefix>.*.request
+//
+// for every namespace, whoever publishes them. A JetStream server does
+// not subscribe to those subjects: each namespace's adapter reads them
+// from the stream through an ordered consumer (filtered to its namespace
+// on NATS 2.10 and later; on 2.9, which takes one filter subject, it
+// reads the whole stream and skips the other namespaces), so every
+// server handles a server's broadcasts and requests in the stream's
+// order, and after a reconnection gets what was recorded meanwhile. The
+// presence and response subjects stay plain NATS. A broadcast that
+// recovery keeps (an event without acknowledgement, not volatile) is
+// published to the stream, which answers with its sequence: that
+// decimal number is the event's offset, its last argument for every
+// client, local or remote. Other broadcasts, and all while the
+// connection is down, are published without waiting.
+//
+// A socket that disconnects for a reason that allows recovery is kept as
+// JSON {sid, pid, rooms, data} under the key <pid> of the key-value
+// bucket JetStreamOptions.SessionBucket (by default Stream + "_sessions";
+// stream KV_<bucket>), whose TTL is Recovery.MaxDisconnectionDuration.
+// RestoreSession takes it out (one server gets it; a delete with the
+// revision read), checks its age, and reads the stream from the client's
+// offset with an ephemeral consumer: the offset must still be there (and
+// be this namespace's), and the events after it that were broadcast to
+// the socket's rooms are its missed packets. The server's live consumer
+// then skips the restored socket for the messages that restore covered.
+//
+// Limits of the stream (DiscardOld: the oldest go first), to set with
+// JetStreamOptions, each zero meaning its default and a negative value no
+// limit: MaxAge, Recovery.MaxDisconnectionDuration (2 minutes without
+// Recovery); MaxMsgs, 100,000; MaxBytes, 64 MiB. Requests count against
+// them too. A client whose offset the limits dropped is not recovered; a
+// restore reads 100,000 messages at most. The stream and the bucket are
+// files by default (MemoryStorage keeps them in memory, lost with a
+// restart of the NATS server), with JetStreamOptions.Replicas replicas.
+// Each server that starts creates or updates them to its options. Each
+// namespace's adapter holds one goroutine more, which reads the stream;
+// Close stops it and waits for it.
+//
+// Each broadcast that recovery keeps waits for the stream's
+// acknowledgement (a round trip to NATS) before its local delivery. A
+// server's own broadcasts reach its local sockets at once, the others'
+// through the stream: when two servers broadcast at once, a local
+// client may get the two in another order than the stream's, and after
+// a recovery from the earlier offset, the later event again. Between the
+// end of a restore and the socket joining its rooms (microseconds), an
+// event the live consumer delivers is missed.
+//
 // # Not supported yet
 //
-// Connection state recovery across servers (JetStream), per-room
-// subscriptions (interest-based delivery of room broadcasts), queue
-// groups.
+// Per-room subscriptions (interest-based delivery of room broadcasts),
+// queue groups.
 package nats

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexrt/duplex/socketio"
@@ -37,6 +38,11 @@ var (
 	// ErrQueueFull is returned when the publish queue is full: Redis
 	// is unreachable or slower than the broadcasts.
 	ErrQueueFull = errors.New("redis: publish queue full")
+	// ErrNotConnected is wrapped by the errors of requests (and
+	// ServerCount) made while Health reports the subscription lost: no
+	// answer could reach this server, so they fail at once rather than
+	// after Options.RequestsTimeout.
+	ErrNotConnected = errors.New("redis: not subscribed: the connection to Redis is lost")
 )
 
 // Options configures the adapter. A nil *Options means the defaults.
@@ -122,6 +128,10 @@ type Adapter struct {
 
 	streamsRestored restoredState
 
+	health   healthState
+	checkNow chan struct{} // asks watchHealth for a check at once
+	stats    struct{ published, publishErrors, dropped, reconnects atomic.Uint64 }
+
 	mu       sync.Mutex
 	requests map[string]*request // by request id
 }
@@ -143,6 +153,7 @@ func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Option
 		uid:      randomID(),
 		pubq:     make(chan publication, publishQueueSize),
 		sseq:     make(chan func(), serverSideQueue),
+		checkNow: make(chan struct{}, 1),
 		requests: make(map[string]*request),
 	}
 	a.streams = o.streams
@@ -191,12 +202,16 @@ func newAdapter(ns *socketio.Namespace, client goredis.UniversalClient, o Option
 	if err != nil {
 		// go-redis subscribes again once Redis is back.
 		a.log.Warn("redis: subscribing failed; retrying in the background", "err", err)
+		a.health.subErr = err
+	} else {
+		a.health.checked = time.Now()
 	}
 	msgs := a.ps.Channel(goredis.WithChannelSize(channelSize))
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go a.receive(msgs)
 	go a.publish()
 	go a.serveServerSide()
+	go a.watchHealth()
 	if a.dynamic() {
 		a.wg.Add(1)
 		go a.syncSubscriptions()
@@ -336,6 +351,7 @@ func (a *Adapter) enqueuePub(m publication) error {
 	case a.pubq <- m:
 		return nil
 	default:
+		a.stats.dropped.Add(1)
 		a.log.Warn("redis: publish queue full; message dropped", "channel", channel)
 		return ErrQueueFull
 	}
@@ -407,10 +423,18 @@ func (a *Adapter) publishOne(ctx context.Context, m publication) {
 		err = a.client.Publish(ctx, m.channel, m.payload).Err()
 	}
 	if err != nil {
-		err = fmt.Errorf("redis: publishing to %s: %w", m.channel, err)
+		a.stats.publishErrors.Add(1)
+		what := m.channel
+		if m.entry != nil {
+			what = "stream " + a.streams.StreamName
+		}
+		err = fmt.Errorf("redis: publishing to %s: %w", what, err)
 		if m.done == nil {
 			a.log.Warn("redis: publish failed", "err", err)
 		}
+		a.checkSoon() // Health shows an outage at once
+	} else {
+		a.stats.published.Add(1)
 	}
 	if m.done != nil {
 		m.done <- err
@@ -420,8 +444,12 @@ func (a *Adapter) publishOne(ctx context.Context, m publication) {
 // ServerCount returns the number of servers subscribed to this
 // namespace's request channel (PUBSUB NUMSUB), this one included; with
 // Options.Sharded, to its channel (PUBSUB SHARDNUMSUB); for NewStreams's
-// adapters, to its channel (PUBSUB NUMSUB).
+// adapters, to its channel (PUBSUB NUMSUB). While Health reports the
+// subscription lost, it fails with an error wrapping ErrNotConnected.
 func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
+	if err := a.subscriptionLost(); err != nil {
+		return 0, fmt.Errorf("%w (%w)", ErrNotConnected, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, a.opts.RequestsTimeout)
 	defer cancel()
 	numsub := func(ctx context.Context, c goredis.UniversalClient) (int64, error) {
@@ -453,4 +481,152 @@ func (a *Adapter) ServerCount(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("redis: counting the servers: %w", err)
 	}
 	return int(n), nil
+}
+
+// Health and counters, for a health endpoint and metrics.
+
+// Health checks: every healthInterval the adapter pings Redis on its
+// subscribed connection, which also makes go-redis reconnect and
+// subscribe again if the connection was lost. A check that has not
+// succeeded for healthStale (a ping stuck behind a dial to an
+// unreachable host) counts as a failure.
+const (
+	healthInterval = time.Second
+	healthTimeout  = time.Second
+	healthStale    = healthInterval + healthTimeout + 2*time.Second
+)
+
+// healthState is what Health reports.
+type healthState struct {
+	mu        sync.Mutex
+	subErr    error     // why the subscription is down; nil: up
+	streamErr error     // why the stream cannot be read; nil: it can
+	checked   time.Time // when the subscription was last found up
+}
+
+// Stats counts what an adapter sent to Redis since it was made. The
+// counters only grow.
+type Stats struct {
+	// Published counts the messages Redis took: PUBLISH, SPUBLISH or
+	// XADD that succeeded, answers to the other servers included.
+	Published uint64
+	// PublishErrors counts the messages whose command failed (Redis
+	// unreachable, or slower than Options.RequestsTimeout): each is lost,
+	// and logged at Warn unless its error was returned to the caller.
+	PublishErrors uint64
+	// Dropped counts the messages refused because the publish queue was
+	// full (ErrQueueFull); they are not in PublishErrors.
+	Dropped uint64
+	// Reconnects counts the times the subscription came back after
+	// Health had reported it lost.
+	Reconnects uint64
+}
+
+// Stats returns the adapter's counters. It is safe to call at any time,
+// after Close too.
+func (a *Adapter) Stats() Stats {
+	return Stats{
+		Published:     a.stats.published.Load(),
+		PublishErrors: a.stats.publishErrors.Load(),
+		Dropped:       a.stats.dropped.Load(),
+		Reconnects:    a.stats.reconnects.Load(),
+	}
+}
+
+// Health returns nil while the adapter is subscribed and Redis answers
+// on the subscribed connection (and, for NewStreams's adapters, the
+// stream can be read). Otherwise it returns what is wrong, such as
+// "redis: not subscribed: the connection to Redis is lost: dial tcp
+// 127.0.0.1:6379: connect: connection refused; reconnecting" (wrapping
+// ErrNotConnected and the cause): the cluster is degraded, broadcasts
+// reach this process's sockets only and requests to the other servers
+// fail. The
+// adapter checks every second, so an outage shows within about two
+// seconds, and its end within a second of go-redis subscribing again.
+// After Close it returns ErrClosed. It does not block.
+func (a *Adapter) Health() error {
+	if a.ctx.Err() != nil {
+		return ErrClosed
+	}
+	h := &a.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	if h.subErr != nil {
+		errs = append(errs, fmt.Errorf("%w: %w; reconnecting", ErrNotConnected, h.subErr))
+	} else if d := time.Since(h.checked); d > healthStale {
+		errs = append(errs, fmt.Errorf("redis: no answer on the subscription for %v; reconnecting", d.Round(time.Millisecond)))
+	}
+	if h.streamErr != nil {
+		errs = append(errs, fmt.Errorf("redis: reading the stream %s: %w; retrying", a.streams.StreamName, h.streamErr))
+	}
+	return errors.Join(errs...)
+}
+
+// subscriptionLost returns why the subscription is down, or nil.
+func (a *Adapter) subscriptionLost() error {
+	a.health.mu.Lock()
+	defer a.health.mu.Unlock()
+	return a.health.subErr
+}
+
+// checkSoon asks watchHealth for a check without waiting for the tick.
+func (a *Adapter) checkSoon() {
+	select {
+	case a.checkNow <- struct{}{}:
+	default:
+	}
+}
+
+// watchHealth pings Redis on the subscribed connection until Close.
+// go-redis's own reconnection runs in its receiving goroutine, which
+// retries every 100 ms while Redis is away and subscribes again to every
+// channel and pattern it knows (including the sharded room channels
+// subscribed meanwhile); the ping only observes it, or triggers it.
+func (a *Adapter) watchHealth() {
+	defer a.wg.Done()
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		case <-a.checkNow:
+		}
+		ctx, cancel := context.WithTimeout(a.ctx, healthTimeout)
+		err := a.ps.Ping(ctx)
+		cancel()
+		if a.ctx.Err() != nil {
+			return
+		}
+		a.setSubscription(err)
+	}
+}
+
+// setSubscription records the result of a check of the subscription.
+func (a *Adapter) setSubscription(err error) {
+	h := &a.health
+	h.mu.Lock()
+	was := h.subErr
+	h.subErr = err
+	if err == nil {
+		h.checked = time.Now()
+	}
+	h.mu.Unlock()
+	switch {
+	case was == nil && err != nil:
+		a.log.Warn("redis: subscription lost; local delivery only until go-redis reconnects", "err", err)
+	case was != nil && err == nil:
+		a.stats.reconnects.Add(1)
+		a.log.Info("redis: subscribed again")
+	}
+}
+
+// setStream records the result of an XREAD.
+func (a *Adapter) setStream(err error) {
+	h := &a.health
+	h.mu.Lock()
+	h.streamErr = err
+	h.mu.Unlock()
 }

@@ -132,9 +132,17 @@
 // # Failures
 //
 // When Redis goes away, go-redis reconnects and subscribes again by
-// itself; meanwhile local delivery goes on, publishes fail (logged),
-// and requests fail with an error. Messages published while a server
-// was disconnected are lost for it, as with any Redis pub/sub adapter.
+// itself (every channel, pattern and sharded room channel it knows);
+// NewStreams's reader retries its XREAD with a backoff from 100 ms to
+// 2 s. Meanwhile local delivery goes on, publishes fail (logged, and
+// counted in Stats().PublishErrors; the Streams adapter's Broadcast
+// returns the error), and requests to the other servers fail at once
+// with an error wrapping ErrNotConnected. Adapter.Health pings
+// Redis every second on the subscribed connection and reports the outage
+// (nil once subscribed again), for a health endpoint; Adapter.Stats
+// counts the publishes, their failures and the reconnections, for
+// metrics. Messages published while a server was disconnected are lost
+// for it, as with any Redis pub/sub adapter.
 //
 // # Compatibility
 //

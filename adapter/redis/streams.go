@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -227,27 +228,51 @@ func (a *Adapter) streamStart() string {
 	return es[0].ID
 }
 
+// The stream reader's wait after a failed XREAD: it doubles from
+// readRetryMin up to readRetryMax, with jitter, and starts again from
+// readRetryMin after a success, so that a reader neither spins while
+// Redis is away nor lags long once it is back.
+const (
+	readRetryMin = 100 * time.Millisecond
+	readRetryMax = 2 * time.Second
+)
+
 // readStream reads the stream until Close (which adds an entry without
-// nsp, ignored by every reader, to end the XREAD at once).
+// nsp, ignored by every reader, to end the XREAD at once). Its offset
+// survives a Redis restart; entries added while it could not read are
+// read after, if Redis kept them.
 func (a *Adapter) readStream(offset string) {
 	defer a.wg.Done()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	<-retry.C
+	wait := readRetryMin
 	for a.ctx.Err() == nil {
 		res, err := a.client.XRead(a.ctx, &goredis.XReadArgs{
 			Streams: []string{a.streams.StreamName, offset},
 			Count:   a.streams.ReadCount,
 			Block:   a.streams.BlockTime,
 		}).Result()
+		if a.ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, goredis.Nil) {
+			err = nil // nothing new within BlockTime
+		}
+		a.setStream(err)
 		if err != nil {
-			if errors.Is(err, goredis.Nil) || a.ctx.Err() != nil {
-				continue
-			}
-			a.log.Warn("redis: reading the stream", "err", err)
+			a.log.Warn("redis: reading the stream; retrying", "err", err, "in", wait)
+			a.checkSoon()
+			retry.Reset(wait/2 + rand.N(wait/2+1))
 			select {
 			case <-a.ctx.Done():
-			case <-time.After(time.Second):
+				return
+			case <-retry.C:
 			}
+			wait = min(2*wait, readRetryMax)
 			continue
 		}
+		wait = readRetryMin
 		for _, st := range res {
 			for _, e := range st.Messages {
 				offset = e.ID

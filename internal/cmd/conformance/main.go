@@ -23,6 +23,12 @@
 // /socket.io/ server of APP_PORT joins a cluster of Duplex servers
 // through adapter/nats: NATS_PREFIX (default "duplex") starts its
 // subjects; SERVER_NAME and the cluster events are as with REDIS_URL.
+// NATS_JETSTREAM=1 selects the JetStream adapter (nats.NewJetStream; the
+// NATS server must run with -js): /socket.io/ on the stream of
+// NATS_PREFIX, recovery still off, and /recovery/ joins the cluster too,
+// on the stream of NATS_PREFIX + "-recovery", so that a client recovers
+// its session on another process. The streams and the session bucket
+// are left in NATS (they age out).
 package main
 
 import (
@@ -137,6 +143,24 @@ func run() error {
 		defer nc.Close()
 		sioOpts.NewAdapter = natsadapter.New(nc, &natsadapter.Options{Prefix: prefix, Logger: logger})
 	}
+	recOpts := appOptions(logger)
+	recOpts.Recovery = &socketio.RecoveryOptions{MaxDisconnectionDuration: 2 * time.Minute, SkipMiddlewares: true}
+	if nc != nil && os.Getenv("NATS_JETSTREAM") == "1" {
+		// NATS_JETSTREAM=1: the JetStream adapter on /socket.io/
+		// (recovery off) and on /recovery/, on a prefix of its own.
+		prefix := env("NATS_PREFIX", "duplex")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sioOpts.NewAdapter, err = natsadapter.NewJetStream(ctx, nc, &natsadapter.JetStreamOptions{Prefix: prefix, Logger: logger})
+		if err == nil {
+			recOpts.NewAdapter, err = natsadapter.NewJetStream(ctx, nc, &natsadapter.JetStreamOptions{
+				Prefix: prefix + "-recovery", Recovery: recOpts.Recovery, Logger: logger,
+			})
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("NATS_JETSTREAM: %w", err)
+		}
+	}
 	appSIO, err := newAppSocketIO(sioOpts)
 	if err != nil {
 		return err
@@ -145,8 +169,6 @@ func run() error {
 		installCluster(appSIO.Of("/"), env("SERVER_NAME", fmt.Sprintf("duplex-%d", os.Getpid())))
 	}
 	appMux.Handle("/socket.io/", appSIO)
-	recOpts := appOptions(logger)
-	recOpts.Recovery = &socketio.RecoveryOptions{MaxDisconnectionDuration: 2 * time.Minute, SkipMiddlewares: true}
 	recSIO, err := newAppSocketIO(recOpts)
 	if err != nil {
 		return err

@@ -1,0 +1,278 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/duplexrt/duplex/engineio"
+	"github.com/duplexrt/duplex/socketio"
+	natsgo "github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+)
+
+// privateNATS is a nats-server of the test's own, on a port of its own,
+// that the test kills and starts again on the same port.
+type privateNATS struct {
+	t    *testing.T
+	bin  string
+	port string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+}
+
+// startPrivateNATS starts a private nats-server. Without the binary the
+// test is skipped, or fails under CI=true.
+func startPrivateNATS(t *testing.T) *privateNATS {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = "/usr/sbin/nats-server"
+		if _, serr := os.Stat(bin); serr != nil {
+			msg := "nats-server not in PATH nor /usr/sbin: the failure tests start their own (apt-get install nats-server)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	b := &privateNATS{t: t, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)}
+	_ = ln.Close()
+	b.start()
+	t.Cleanup(b.kill)
+	return b
+}
+
+func (b *privateNATS) url() string { return "nats://127.0.0.1:" + b.port }
+
+// start runs nats-server and waits until it accepts connections.
+func (b *privateNATS) start() {
+	b.t.Helper()
+	b.mu.Lock()
+	b.cmd = exec.Command(b.bin, "-a", "127.0.0.1", "-p", b.port)
+	must(b.t, b.cmd.Start())
+	b.mu.Unlock()
+	eventually(b.t, "nats-server accepting connections on port "+b.port, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+b.port, 100*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	})
+}
+
+// kill kills nats-server (SIGKILL: no goodbye to the clients) and waits
+// for it to exit.
+func (b *privateNATS) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+		b.cmd = nil
+	}
+}
+
+// failureNode starts a server as newNode does, and returns with it a
+// stop that closes the server and its listener (the cleanup does too).
+func failureNode(t *testing.T, nc *natsgo.Conn, opts *Options) (*node, *Adapter, func()) {
+	t.Helper()
+	srv, err := socketio.NewServer(&socketio.ServerOptions{
+		Engine:     &engineio.ServerOptions{PingInterval: time.Second, PingTimeout: 2 * time.Second},
+		NewAdapter: New(nc, opts),
+	})
+	must(t, err)
+	srv.OnConnection(func(s *socketio.Socket) {
+		s.On("join", func(s *socketio.Socket, room string, ack func(...any)) {
+			s.Join(room)
+			ack(true)
+		})
+	})
+	hs := httptest.NewServer(srv)
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	}
+	t.Cleanup(stop)
+	return &node{srv: srv, url: hs.URL}, srv.Of("/").Adapter().(*Adapter), stop
+}
+
+// TestFailure kills the NATS server of a two-server cluster and starts
+// it again: the outage shows in Health within a bound; local delivery
+// goes on; a broadcast meanwhile is buffered by nats.go on a default
+// connection (counted in Stats().Buffered) and refused on a connection
+// without reconnect buffer (returned and counted in PublishErrors);
+// requests to the other server fail at once with ErrNotConnected;
+// nothing panics; once NATS is back, Health is nil again, the
+// subscriptions (the room wildcard too) are restored and broadcasts cross
+// again; and no goroutine is left once everything is closed.
+func TestFailure(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	br := startPrivateNATS(t)
+	const timeout = 500 * time.Millisecond
+	connect := func(extra ...natsgo.Option) *natsgo.Conn {
+		nc, err := Connect(br.url(), append([]natsgo.Option{natsgo.ReconnectWait(50 * time.Millisecond), natsgo.ReconnectJitter(0, 0)}, extra...)...)
+		must(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	opts := &Options{Prefix: testPrefix(t), RequestsTimeout: timeout, HeartbeatInterval: 200 * time.Millisecond}
+	if testing.Verbose() {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ncA := connect()                            // buffers while reconnecting (nats.go's default)
+	ncB := connect(natsgo.ReconnectBufSize(-1)) // refuses to publish while reconnecting
+	a, aAd, stopA := failureNode(t, ncA, opts)
+	b, bAd, stopB := failureNode(t, ncB, opts)
+	for _, n := range []*node{a, b} {
+		eventually(t, "each server counts the other", func() bool {
+			got, err := n.srv.Of("/").ServerCount(ctxStep(t))
+			return err == nil && got == 2
+		})
+	}
+	a1 := dial(t, a, "red")
+	b1 := dial(t, b, "red")
+
+	// Baseline: healthy, and broadcasts cross both ways.
+	for _, ad := range []*Adapter{aAd, bAd} {
+		if err := ad.Health(); err != nil {
+			t.Fatalf("Health before the outage: %v", err)
+		}
+	}
+	must(t, a.srv.Emit("before"))
+	b1.waitFor(t, "before")
+	a1.waitFor(t, "before")
+	must(t, b.srv.Emit("before-b"))
+	a1.waitFor(t, "before-b")
+	b1.waitFor(t, "before-b")
+
+	// The outage.
+	br.kill()
+	killed := time.Now()
+	for name, ad := range map[string]*Adapter{"a": aAd, "b": bAd} {
+		eventually(t, name+": Health reports the outage", func() bool { return errors.Is(ad.Health(), ErrNotConnected) })
+		err := ad.Health()
+		if !strings.HasPrefix(err.Error(), "nats: ") || !strings.Contains(err.Error(), "RECONNECTING") {
+			t.Errorf("%s: Health = %q; want an error starting with \"nats: \" that gives the status", name, err)
+		}
+		t.Logf("%s: Health after %v: %v", name, time.Since(killed).Round(time.Millisecond), err)
+	}
+	if d := time.Since(killed); d > 2*time.Second {
+		t.Errorf("the outage showed in Health after %v; want within 2s", d)
+	}
+
+	// Broadcasts meanwhile: delivered here; buffered on a, refused on b.
+	sa, sb := aAd.Stats(), bAd.Stats()
+	must(t, a.srv.Emit("during-a"))
+	a1.waitFor(t, "during-a")
+	if got := aAd.Stats(); got.Buffered != sa.Buffered+1 || got.PublishErrors != sa.PublishErrors {
+		t.Errorf("a's Stats after a broadcast while disconnected = %+v; want one more Buffered (was %+v)", got, sa)
+	}
+	err := b.srv.Emit("during-b")
+	if !errors.Is(err, natsgo.ErrReconnectBufExceeded) {
+		t.Errorf("Emit on b without NATS nor reconnect buffer: %v; want ErrReconnectBufExceeded", err)
+	}
+	b1.waitFor(t, "during-b")
+	if got := bAd.Stats(); got.PublishErrors != sb.PublishErrors+1 || got.Published != sb.Published {
+		t.Errorf("b's Stats after a refused broadcast = %+v; want one more PublishErrors (was %+v)", got, sb)
+	}
+	must(t, a.srv.Local().Emit("local-a"))
+	a1.waitFor(t, "local-a")
+
+	// Requests to the other server: an error at once, not a hang.
+	requests := map[string]func(ctx context.Context) error{
+		"FetchSockets": func(ctx context.Context) error { _, err := a.srv.FetchSockets(ctx); return err },
+		"ServerSideEmitWithAck": func(ctx context.Context) error {
+			_, err := a.srv.Of("/").ServerSideEmitWithAck(ctx, "x")
+			return err
+		},
+		"EmitWithAck": func(ctx context.Context) error {
+			_, err := a.srv.Timeout(step).EmitWithAck(ctx, "q", 1)
+			return err
+		},
+	}
+	for name, req := range requests {
+		began := time.Now()
+		err := req(ctxStep(t))
+		d := time.Since(began)
+		if !errors.Is(err, ErrNotConnected) {
+			t.Errorf("%s without NATS: %v; want ErrNotConnected", name, err)
+		}
+		if d > timeout {
+			t.Errorf("%s without NATS took %v; want less than the requests timeout (%v)", name, d, timeout)
+		}
+	}
+
+	// NATS is back: healed.
+	br.start()
+	restarted := time.Now()
+	for name, ad := range map[string]*Adapter{"a": aAd, "b": bAd} {
+		eventually(t, name+": Health nil again", func() bool { return ad.Health() == nil })
+		eventually(t, name+": the reconnection counted", func() bool { return ad.Stats().Reconnects >= 1 })
+	}
+	t.Logf("healthy %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	for _, n := range []*node{a, b} {
+		eventually(t, "each server counts the other again", func() bool {
+			got, err := n.srv.Of("/").ServerCount(ctxStep(t))
+			return err == nil && got == 2
+		})
+	}
+	// Both subscriptions are back once a round trip works.
+	eventually(t, "requests answered again", func() bool {
+		socks, err := a.srv.FetchSockets(ctxStep(t))
+		return err == nil && len(socks) == 2
+	})
+	must(t, b.srv.Emit("after-b"))
+	if got := a1.waitFor(t, "after-b"); slices.Contains(got, "during-b") {
+		t.Errorf("a1 got %q, but b's broadcast was refused", got)
+	}
+	must(t, a.srv.To("red").Emit("after-red")) // the room subject's subscription
+	if got := b1.waitFor(t, "after-red"); slices.Contains(got, "during-a") {
+		t.Log("b1 got the broadcast a made while NATS was down (buffered by nats.go, sent after b resubscribed)")
+	}
+	a1.waitFor(t, "after-red")
+
+	// Everything closed: no goroutine left.
+	_ = a1.s.Manager().Close()
+	_ = b1.s.Manager().Close()
+	stopA()
+	stopB()
+	if err := aAd.Health(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Health after Close = %v; want ErrClosed", err)
+	}
+	ncA.Close()
+	ncB.Close()
+	br.kill()
+	goleak.VerifyNone(t, ignore)
+}
+
+// TestHealthClosedConnection: a connection that is closed (nats.go gave
+// up reconnecting, or the application closed it) leaves the adapter
+// degraded for good, and Health says so.
+func TestHealthClosedConnection(t *testing.T) {
+	br := startPrivateNATS(t)
+	nc, err := Connect(br.url())
+	must(t, err)
+	t.Cleanup(nc.Close)
+	_, ad, _ := failureNode(t, nc, &Options{Prefix: testPrefix(t)})
+	must(t, ad.Health())
+	nc.Close()
+	err = ad.Health()
+	if !errors.Is(err, ErrNotConnected) || !strings.Contains(err.Error(), "will not reconnect") {
+		t.Errorf("Health with a closed connection = %v; want ErrNotConnected, saying it will not reconnect", err)
+	}
+}
