@@ -237,6 +237,20 @@ func checkRequest(r *http.Request, o *AcceptOptions) *HandshakeError {
 	return nil
 }
 
+// CheckOrigin applies Accept's Origin rule to r, for endpoints beside a
+// WebSocket (a long-polling transport, a form) that should admit the same
+// browsers: a request without an Origin header is allowed (it is not from
+// a browser page), as is one from r's own host, or one whose origin
+// matches one of patterns (the syntax of AcceptOptions.OriginPatterns).
+// Otherwise it returns a *HandshakeError with status 403 that says which
+// origin was refused and how to allow it.
+func CheckOrigin(r *http.Request, patterns []string) error {
+	if err := checkOrigin(r, patterns); err != nil {
+		return err
+	}
+	return nil
+}
+
 // checkOrigin allows a request without Origin, one from its own host, and
 // one that matches a pattern.
 func checkOrigin(r *http.Request, patterns []string) *HandshakeError {

@@ -37,6 +37,12 @@ type Server struct {
 	// Options configures the handshake and the connections; nil means the
 	// defaults of AcceptOptions.
 	Options *AcceptOptions
+	// OnAcceptError, if not nil, is called with each request whose
+	// handshake failed and the error Accept returned (a *HandshakeError
+	// for a refused request, whose status has been written, or
+	// ErrServerClosed after Shutdown began), e.g. to
+	// count refusals by reason. It runs on the request's goroutine.
+	OnAcceptError func(r *http.Request, err error)
 
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
@@ -59,6 +65,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.closing {
 		s.mu.Unlock()
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		if s.OnAcceptError != nil {
+			s.OnAcceptError(r, ErrServerClosed)
+		}
 		return
 	}
 	s.handlers.Add(1)
@@ -67,6 +76,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, err := Accept(w, r, s.Options)
 	if err != nil {
 		s.handlers.Done()
+		if s.OnAcceptError != nil {
+			s.OnAcceptError(r, err)
+		}
 		return
 	}
 	s.mu.Lock()

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -23,15 +21,7 @@ import (
 // is missing.
 func startBenchServer(t *testing.T) (base, pid string) {
 	t.Helper()
-	app := newServer(serveConfig{maxMessage: 16 << 20}, slog.New(slog.DiscardHandler))
-	hs := httptest.NewServer(app)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = app.echo.Shutdown(ctx)
-		_ = app.broadcast.Shutdown(ctx)
-		hs.Close()
-	})
+	hs, _ := startApp(t, serveConfig{maxMessage: 16 << 20}, nil)
 	if runtime.GOOS == "linux" {
 		pid = fmt.Sprint(os.Getpid())
 	}

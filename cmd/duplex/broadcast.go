@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/duplexrt/duplex/ws"
 )
@@ -19,20 +22,26 @@ import (
 // this much in all, however many there are.
 const broadcastQueueBytes = 4 << 20
 
-// hub is the registry of /ws/broadcast connections, and their Handler:
-// each message a subscriber sends is prepared once (framed and, where the
-// parameters allow, compressed once) and queued for every subscriber with
+// hub is the registry of /ws/broadcast connections, and their Handler.
+// Each message a subscriber sends goes on the bus (to every process of the
+// cluster, or straight back with the in-memory default); each message that
+// comes from the bus is prepared once (framed and, where the parameters
+// allow, compressed once) and queued for every local subscriber with
 // Conn.SendPrepared, which never blocks: each connection's queue is
 // written by its own writer, so a slow peer delays no one else.
 type hub struct {
 	log *slog.Logger
+	bus bus // set by the server once the bus exists
+	m   *endpointMetrics
+	// brokerFailures counts messages the bus did not take.
+	brokerFailures prometheus.Counter
 
 	mu   sync.Mutex // held while a message is queued for everyone: one order for all
 	subs map[*ws.Conn]struct{}
 }
 
-func newHub(log *slog.Logger) *hub {
-	return &hub{log: log, subs: make(map[*ws.Conn]struct{})}
+func newHub(log *slog.Logger, m *endpointMetrics) *hub {
+	return &hub{log: log, m: m, subs: make(map[*ws.Conn]struct{})}
 }
 
 // len returns the number of subscribers.
@@ -45,36 +54,62 @@ func (h *hub) len() int {
 // OnOpen subscribes c.
 func (h *hub) OnOpen(c *ws.Conn) {
 	h.log.Debug("broadcast connection open", "remote", c.RemoteAddr().String())
+	h.m.conns.Inc()
 	h.mu.Lock()
 	h.subs[c] = struct{}{}
 	h.mu.Unlock()
 }
 
-// OnMessage sends the message to every subscriber, the sender included.
+// OnMessage sends the message to every subscriber of the cluster, the
+// sender included. On the bus a message is its type (one byte: 1 text, 2
+// binary) and its payload.
 func (h *hub) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
-	// The Server reuses data; the queues share this copy until every
-	// subscriber has written it.
-	pm, err := ws.NewPreparedMessage(typ, append([]byte(nil), data...))
+	h.m.received(len(data))
+	// The Server reuses data: the bus gets a copy, which the local
+	// subscribers' queues share until each has written it.
+	msg := make([]byte, 1+len(data))
+	msg[0] = byte(typ)
+	copy(msg[1:], data)
+	if err := h.bus.Publish(context.Background(), topicBroadcast, msg); err != nil {
+		// The broker is away: this process's subscribers still get it.
+		h.brokerFailures.Inc()
+		h.log.Debug("broadcast: broker did not take the message; delivering it here only", "err", err)
+		h.deliver(msg)
+	}
+}
+
+// deliver queues a message of the bus for every local subscriber.
+func (h *hub) deliver(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	typ := ws.MessageType(msg[0])
+	pm, err := ws.NewPreparedMessage(typ, msg[1:])
 	if err != nil {
-		h.log.Error("broadcast: cannot prepare message", "err", err) // a type the Server never delivers
+		h.log.Warn("broadcast: dropped a message of unknown type from the bus", "type", msg[0])
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	n := 0
 	for s := range h.subs {
 		err := s.SendPrepared(pm)
 		switch {
 		case err == nil:
+			n++
 		case errors.Is(err, ws.ErrSendQueueFull):
 			// Too slow: Conn closes it with 1013; skip it from now on.
 			h.log.Warn("broadcast subscriber too slow, closing with 1013",
 				"remote", s.RemoteAddr().String(), "queued_bytes", s.SendQueued(), "limit_bytes", broadcastQueueBytes)
+			h.m.slowOut.Inc()
 			delete(h.subs, s)
 		default:
 			// Closed or broken: OnClose comes; skip it meanwhile.
 			delete(h.subs, s)
 		}
 	}
+	h.m.fanout.Observe(float64(n))
+	h.m.sent(n, n*(len(msg)-1))
 }
 
 // OnError logs a subscriber that broke the protocol.
@@ -85,6 +120,7 @@ func (h *hub) OnError(c *ws.Conn, err error) {
 // OnClose unsubscribes c.
 func (h *hub) OnClose(c *ws.Conn, err error) {
 	h.log.Debug("broadcast connection closed", "remote", c.RemoteAddr().String(), "err", err)
+	h.m.conns.Dec()
 	h.mu.Lock()
 	delete(h.subs, c)
 	h.mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,17 +21,7 @@ func startBroadcast(t *testing.T, log *slog.Logger) (string, *server) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	app := newServer(serveConfig{maxMessage: 16 << 20, io: "poller"}, log)
-	hs := httptest.NewServer(app)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = app.broadcast.Shutdown(ctx)
-		hs.Close()
-		if app.poller != nil {
-			_ = app.poller.Close()
-		}
-	})
+	hs, app := startApp(t, serveConfig{maxMessage: 16 << 20, io: "poller"}, log)
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws/broadcast", app
 }
 

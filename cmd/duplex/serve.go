@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -15,25 +16,48 @@ import (
 	"syscall"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	goredis "github.com/redis/go-redis/v9"
+
+	natsadapter "github.com/duplexrt/duplex/adapter/nats"
+	redisadapter "github.com/duplexrt/duplex/adapter/redis"
+	"github.com/duplexrt/duplex/engineio"
+	"github.com/duplexrt/duplex/socketio"
+	"github.com/duplexrt/duplex/web"
 	"github.com/duplexrt/duplex/ws"
 )
 
 const serveUsage = `Usage: duplex serve [flags]
 
-Runs a WebSocket server on one port:
+Runs a real-time server on one port:
+  /              the chat page: nicknames, rooms, who is online; it
+                 reconnects by itself
   /ws/echo       every message comes back unchanged (text as text, binary as
                  binary); permessage-deflate is negotiated when the client
                  offers it
   /ws/broadcast  every message a client sends goes to every client connected
-                 here, the sender included, in the same order for all; each
-                 message is framed (and compressed, without context takeover)
-                 once. A client that falls behind (4 MiB, or 65,536
-                 messages, not yet written to it) is closed with 1013 Try
-                 Again Later
-  /healthz       200 "ok" while serving, 503 while shutting down
+                 (to every process, with --redis or --nats), the sender
+                 included, in the same order for all; each message is framed
+                 (and compressed, without context takeover) once. A client
+                 that falls behind (4 MiB, or 65,536 messages, not yet
+                 written to it) is closed with 1013 Try Again Later
+  /ws/chat       the chat page's WebSocket: JSON events (see the README)
+  /socket.io/    Socket.IO v5 (Engine.IO v4, WebSocket and long-polling):
+                 namespace / acknowledges "echo" with its arguments, and
+                 namespace /chat is the same chat as /ws/chat
+  /healthz       200 "ok" while serving ("degraded: ..." while the broker
+                 is away: messages then reach this process's clients only),
+                 503 while shutting down
+  /metrics       Prometheus metrics
+
+With --redis or --nats, broadcasts, Socket.IO rooms and the chat span every
+process on the same broker (Socket.IO through adapter/redis, wire-compatible
+with @socket.io/redis-adapter, or adapter/nats). Long-polling behind a load
+balancer needs sticky sessions (see deploy/ in the repository).
 
 On SIGINT or SIGTERM it stops accepting, closes WebSockets with 1001 Going
-Away, and exits 0 once they are closed (at most --drain later).
+Away, lets polling sessions drain, and exits 0 once they are closed (at most
+--drain later).
 
 Flags:
 `
@@ -49,6 +73,12 @@ type serveConfig struct {
 	logLevel   string
 	logFormat  string
 	io         string
+	redis      string
+	nats       string
+	// clusterKey, for tests that share a broker, names the bus's channels
+	// and the Socket.IO adapter's key (and subject prefix); "" means
+	// "duplex" for the bus and the adapters' defaults.
+	clusterKey string
 }
 
 func serveCmd(args []string, stderr io.Writer) error {
@@ -68,6 +98,8 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&cfg.redis, "redis", "", "join a cluster through Redis at `URL` (redis://[:password@]host:port[/db]); Socket.IO uses the @socket.io/redis-adapter wire format with key \"socket.io\"")
+	fs.StringVar(&cfg.nats, "nats", "", "join a cluster through NATS at `URL` (nats://host:port)")
 	fs.StringVar(&cfg.io, "io", "goroutine", "how /ws/echo and /ws/broadcast wait for input: `goroutine` (one per connection: the most messages per second) or poller (Linux epoll: an idle connection holds no goroutine or buffer, about a quarter of the memory, at some 40% less echo throughput; TLS connections and other systems fall back to goroutine)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -83,6 +115,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if cfg.io != "poller" && cfg.io != "goroutine" {
 		return fmt.Errorf("--io %q: use poller or goroutine", cfg.io)
 	}
+	if cfg.redis != "" && cfg.nats != "" {
+		return errors.New("--redis and --nats: choose one broker")
+	}
 	if cfg.maxMessage <= 0 {
 		return fmt.Errorf("--max-message %d: must be positive", cfg.maxMessage)
 	}
@@ -90,6 +125,9 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// go-redis logs its reconnection attempts through a global logger:
+	// into ours, at Debug (the bus and the adapters report the outage).
+	goredis.SetLogger(redisLogger{log})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return serve(ctx, cfg, log, nil)
@@ -98,7 +136,11 @@ func serveCmd(args []string, stderr io.Writer) error {
 // serve runs the server until ctx is done, then shuts down gracefully. If
 // ready is not nil, the listening address is sent on it.
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- net.Addr) error {
-	app := newServer(cfg, log)
+	app, err := newServer(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer app.close()
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -113,7 +155,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "url", fmt.Sprintf("%s://%s/", scheme, displayAddr(ln.Addr())))
+	log.Info("serving", "addr", ln.Addr().String(), "url", fmt.Sprintf("%s://%s/", scheme, displayAddr(ln.Addr())), "broker", app.bus.Name())
 	if ready != nil {
 		ready <- ln.Addr()
 	}
@@ -135,18 +177,17 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
 	defer cancel()
 	// net/http's Shutdown does not see hijacked connections: close the
-	// WebSockets with 1001 alongside it.
-	werr := make(chan error, 2)
-	go func() { werr <- app.echo.Shutdown(dctx) }()
-	go func() { werr <- app.broadcast.Shutdown(dctx) }()
+	// WebSockets with 1001, and end the Socket.IO sessions, alongside it.
+	shutdowns := []func(context.Context) error{app.echo.Shutdown, app.broadcast.Shutdown, app.chatWS.Shutdown, app.sio.Shutdown}
+	werr := make(chan error, len(shutdowns))
+	for _, f := range shutdowns {
+		go func() { werr <- f(dctx) }()
+	}
 	err = srv.Shutdown(dctx)
-	for range 2 {
+	for range shutdowns {
 		if e := <-werr; err == nil {
 			err = e
 		}
-	}
-	if app.poller != nil {
-		_ = app.poller.Close()
 	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -172,14 +213,37 @@ type server struct {
 	mux       *http.ServeMux
 	echo      *ws.Server
 	broadcast *ws.Server
+	chatWS    *ws.Server
+	sio       *socketio.Server
 	hub       *hub
+	chat      *chat
+	bus       bus
+	metrics   *metrics
 	poller    *ws.Poller // nil in the goroutine mode
 	draining  atomic.Bool
 	log       *slog.Logger
+
+	// health reports the brokers: the bus's and the Socket.IO adapters'.
+	health []func() error
+	// closers release the broker clients, last first.
+	closers []func() error
 }
 
-func newServer(cfg serveConfig, log *slog.Logger) *server {
-	s := &server{mux: http.NewServeMux(), log: log, hub: newHub(log)}
+// healthChecker is what the adapters of adapter/redis and adapter/nats
+// offer.
+type healthChecker interface{ Health() error }
+
+func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *server, err error) {
+	m := newMetrics()
+	s = &server{mux: http.NewServeMux(), log: log, metrics: m}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.hub = newHub(log, m.endpoint("broadcast"))
+	s.chat = newChat(log, m.endpoint("chat"), m.endpoint("socketio"))
+
 	var compression, broadcastCompression *ws.Compression
 	if !cfg.noDeflate {
 		compression = &ws.Compression{}
@@ -191,12 +255,97 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 		p, err := ws.NewPoller(nil)
 		if err != nil {
 			log.Warn("no poller: /ws/echo and /ws/broadcast run a goroutine per connection", "err", err)
+		} else {
+			s.poller = p
+			s.closers = append(s.closers, p.Close)
 		}
-		s.poller = p
 	}
+
+	// The Socket.IO server, and the brokers.
+	sioOpts := &socketio.ServerOptions{
+		Engine: &engineio.ServerOptions{
+			MaxPayload: min(cfg.maxMessage, 1_000_000),
+			// A handshake from a browser page of another origin is
+			// refused as a WebSocket would be (--origin allows more).
+			AllowRequest: func(r *http.Request) error { return ws.CheckOrigin(r, cfg.origins) },
+			WebSocket:    &ws.AcceptOptions{Compression: compression, OriginPatterns: cfg.origins},
+		},
+		Logger: log,
+	}
+	if len(cfg.origins) > 0 {
+		origins := cfg.origins
+		sioOpts.Engine.CORS = &engineio.CORS{AllowOrigin: func(origin string) bool {
+			r := &http.Request{Header: http.Header{"Origin": {origin}}}
+			return ws.CheckOrigin(r, origins) == nil
+		}}
+	}
+	deliver := func(topic string, data []byte) {
+		switch topic {
+		case topicBroadcast:
+			s.hub.deliver(data)
+		case topicChat:
+			s.chat.receive(data)
+		case topicPresence:
+			s.chat.receivePresence(data)
+		}
+	}
+	switch {
+	case cfg.redis != "":
+		ro, err := goredis.ParseURL(cfg.redis)
+		if err != nil {
+			return nil, fmt.Errorf("--redis %q: %w", cfg.redis, err)
+		}
+		rdb := goredis.NewClient(ro)
+		s.closers = append(s.closers, rdb.Close)
+		b, err := newRedisBus(ctx, rdb, cmp.Or(cfg.clusterKey, "duplex"), deliver, log)
+		if err != nil {
+			return nil, fmt.Errorf("--redis %s: %w", cfg.redis, err)
+		}
+		s.bus = b
+		sioOpts.NewAdapter = redisadapter.New(rdb, &redisadapter.Options{Key: cfg.clusterKey, Logger: log})
+	case cfg.nats != "":
+		nc, err := natsadapter.Connect(cfg.nats, natsgo.Name(fmt.Sprintf("duplex-serve-%d", os.Getpid())))
+		if err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", cfg.nats, err)
+		}
+		s.closers = append(s.closers, func() error { nc.Close(); return nil })
+		b, err := newNATSBus(nc, cmp.Or(cfg.clusterKey, "duplex")+"-bus", deliver)
+		if err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", cfg.nats, err)
+		}
+		s.bus = b
+		sioOpts.NewAdapter = natsadapter.New(nc, &natsadapter.Options{Prefix: cfg.clusterKey, Logger: log})
+	default:
+		s.bus = newMemoryBus(deliver)
+	}
+	s.closers = append(s.closers, s.bus.Close)
+	s.hub.bus, s.chat.bus = s.bus, s.bus
+	failures := m.brokerFailures.WithLabelValues(s.bus.Name())
+	s.hub.brokerFailures, s.chat.brokerFailures = failures, failures
+
+	sio, err := socketio.NewServer(sioOpts)
+	if err != nil {
+		return nil, err
+	}
+	s.sio = sio
+	s.closers = append(s.closers, sio.Close)
+	serveSocketIOEcho(sio.Of("/"), m.endpoint("socketio"))
+	s.chat.serveSocketIO(sio.Of("/chat"))
+	if s.bus.Name() != "memory" {
+		s.health = append(s.health, s.bus.Health)
+		m.watchBroker(s.bus.Name(), "bus", s.bus.Health)
+		if h, ok := sio.Of("/").Adapter().(healthChecker); ok {
+			s.health = append(s.health, h.Health)
+			m.watchBroker(s.bus.Name(), "socketio", h.Health)
+		}
+	}
+	s.chat.start()
+	s.closers = append(s.closers, func() error { s.chat.close(); return nil })
+
 	s.echo = &ws.Server{
-		Handler: echoHandler{log},
-		Poller:  s.poller,
+		Handler:       echoHandler{log, m.endpoint("echo")},
+		Poller:        s.poller,
+		OnAcceptError: m.countAcceptErrors("echo"),
 		Options: &ws.AcceptOptions{
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
@@ -204,8 +353,9 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 		},
 	}
 	s.broadcast = &ws.Server{
-		Handler: s.hub,
-		Poller:  s.poller,
+		Handler:       s.hub,
+		Poller:        s.poller,
+		OnAcceptError: m.countAcceptErrors("broadcast"),
 		Options: &ws.AcceptOptions{
 			SendQueueLimit: broadcastQueueBytes,
 			SendQueueFull:  ws.SendQueueClose,
@@ -214,10 +364,42 @@ func newServer(cfg serveConfig, log *slog.Logger) *server {
 			Compression:    broadcastCompression,
 		},
 	}
+	s.chatWS = &ws.Server{
+		Handler:       s.chat,
+		Poller:        s.poller,
+		OnAcceptError: m.countAcceptErrors("chat"),
+		Options: &ws.AcceptOptions{
+			SendQueueLimit: chatQueueBytes,
+			SendQueueFull:  ws.SendQueueClose,
+			OriginPatterns: cfg.origins,
+			ReadLimit:      min(cfg.maxMessage, chatReadLimit),
+			Compression:    broadcastCompression,
+		},
+	}
+	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 	s.mux.Handle("GET /ws/echo", s.echo)
 	s.mux.Handle("GET /ws/broadcast", s.broadcast)
+	s.mux.Handle("GET /ws/chat", s.chatWS)
+	s.mux.Handle("/socket.io/", sio)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	return s
+	s.mux.Handle("GET /metrics", m.handler())
+	return s, nil
+}
+
+// close releases the brokers and the poller, once the endpoints are shut
+// down.
+func (s *server) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			s.log.Debug("close", "err", err)
+		}
+	}
+	s.closers = nil
+}
+
+func (s *server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeFileFS(w, r, web.FS, "index.html")
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -232,18 +414,32 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "draining\n")
 		return
 	}
+	// A broker that is away leaves the process serving its own clients:
+	// still 200, so that a load balancer keeps it, but said.
+	for _, h := range s.health {
+		if err := h(); err != nil {
+			_, _ = fmt.Fprintf(w, "degraded: %s: %v\n", s.bus.Name(), err)
+			return
+		}
+	}
 	_, _ = io.WriteString(w, "ok\n")
 }
 
 // echoHandler sends every message back unchanged. The Server reads into a
 // buffer it reuses, so echoing allocates nothing.
-type echoHandler struct{ log *slog.Logger }
+type echoHandler struct {
+	log *slog.Logger
+	m   *endpointMetrics
+}
 
 func (h echoHandler) OnOpen(c *ws.Conn) {
+	h.m.conns.Inc()
 	h.log.Debug("echo connection open", "remote", c.RemoteAddr().String())
 }
 
 func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
+	h.m.received(len(data))
+	h.m.sent(1, len(data))
 	if err := c.Write(context.Background(), typ, data); err != nil {
 		h.log.Debug("echo write failed", "remote", c.RemoteAddr().String(), "err", err)
 		_ = c.CloseNow()
@@ -255,5 +451,31 @@ func (h echoHandler) OnError(c *ws.Conn, err error) {
 }
 
 func (h echoHandler) OnClose(c *ws.Conn, err error) {
+	h.m.conns.Dec()
 	h.log.Debug("echo connection closed", "remote", c.RemoteAddr().String(), "err", err)
+}
+
+// serveSocketIOEcho installs the main namespace's handlers: "echo"
+// acknowledges with its arguments, or emits "echo" back without an ack.
+func serveSocketIOEcho(ns *socketio.Namespace, m *endpointMetrics) {
+	ns.OnConnection(func(s *socketio.Socket) {
+		m.conns.Inc()
+		s.OnDisconnect(func(*socketio.Socket, string) { m.conns.Dec() })
+		s.On("echo", func(s *socketio.Socket, e *socketio.Event) {
+			m.received(0)
+			m.sent(1, 0)
+			if e.WantsAck() {
+				_ = e.Ack(e.Values()...)
+				return
+			}
+			_ = s.Emit("echo", e.Values()...)
+		})
+	})
+}
+
+// redisLogger passes go-redis's log lines to slog at Debug.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duplexrt/duplex/socketio"
+	"github.com/duplexrt/duplex/ws"
+)
+
+// needService skips the test when nothing listens at addr, or fails it
+// under CI=true, where the machine runs Redis and NATS.
+func needService(t *testing.T, name, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		msg := fmt.Sprintf("%s is not running at %s (%v): start it to run this test", name, addr, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	_ = c.Close()
+}
+
+func wsURL(base, path string) string { return "ws" + strings.TrimPrefix(base, "http") + path }
+
+// TestServeCluster runs two servers on one broker and checks that
+// /ws/broadcast, the chat (raw and Socket.IO) and Socket.IO rooms span
+// them.
+func TestServeCluster(t *testing.T) {
+	for _, b := range []struct{ name, addr, flag string }{
+		{"redis", "127.0.0.1:6379", "redis://127.0.0.1:6379"},
+		{"nats", "127.0.0.1:4222", "nats://127.0.0.1:4222"},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			needService(t, b.name, b.addr)
+			cfg := serveConfig{maxMessage: 16 << 20, clusterKey: fmt.Sprintf("duplex-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
+			if b.name == "redis" {
+				cfg.redis = b.flag
+			} else {
+				cfg.nats = b.flag
+			}
+			a, _ := startApp(t, cfg, nil)
+			c, _ := startApp(t, cfg, nil)
+			testClusterBroadcast(t, a.URL, c.URL)
+			testClusterChat(t, a.URL, c.URL)
+			for _, u := range []string{a.URL, c.URL} {
+				if h := get(t, u+"/healthz", 200); h != "ok\n" {
+					t.Errorf("healthz %q", h)
+				}
+				m := get(t, u+"/metrics", 200)
+				for _, user := range []string{"bus", "socketio"} {
+					if want := fmt.Sprintf(`duplex_broker_up{broker=%q,user=%q} 1`, b.name, user); !strings.Contains(m, want) {
+						t.Errorf("/metrics has no %s", want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func testClusterBroadcast(t *testing.T, a, b string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conns []*ws.Conn
+	for _, u := range []string{a, a, b} {
+		c, _, err := ws.Dial(ctx, wsURL(u, "/ws/broadcast"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		conns = append(conns, c)
+	}
+	// Every subscriber of both processes gets both messages, in one order.
+	_ = conns[0].Write(ctx, ws.MessageText, []byte("from a"))
+	_ = conns[2].Write(ctx, ws.MessageBinary, []byte("from b"))
+	var first string
+	for i, c := range conns {
+		var got []string
+		for range 2 {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("subscriber %d: %v", i, err)
+			}
+			got = append(got, fmt.Sprintf("%v:%s", typ, p))
+		}
+		order := strings.Join(got, ",")
+		if first == "" {
+			first = order
+		} else if order != first {
+			t.Errorf("subscriber %d saw %s, subscriber 0 %s", i, order, first)
+		}
+		if !strings.Contains(order, "from a") || !strings.Contains(order, "from b") {
+			t.Errorf("subscriber %d saw %s", i, order)
+		}
+	}
+}
+
+func testClusterChat(t *testing.T, a, b string) {
+	t.Helper()
+	ann := dialChat(t, a)
+	ann.next(t, "welcome")
+	ann.send(t, map[string]string{"type": "join", "room": "cluster", "nick": "ann"})
+	ann.next(t, "welcome")
+	ann.next(t, "join") // her own
+	bob := dialChat(t, b)
+	bob.next(t, "welcome")
+	bob.send(t, map[string]string{"type": "join", "room": "cluster", "nick": "bob"})
+	if w := bob.next(t, "welcome"); w.Online != 2 {
+		t.Errorf("bob's welcome counts %d online, want 2 (ann is on the other process)", w.Online)
+	}
+	if j := ann.next(t, "join"); j.Nick != "bob" || j.Online != 2 {
+		t.Errorf("ann saw %+v, want bob joining, 2 online", j)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sio, err := socketio.Dial(ctx, b+"/chat", map[string]string{"nick": "cleo", "room": "cluster"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sio.Manager().Close()
+	lines := make(chan chatEvent, 10)
+	sio.On("message", func(_ *socketio.ClientSocket, ev chatEvent) { lines <- ev })
+	if j := ann.next(t, "join"); j.Nick != "cleo" || j.Online != 3 {
+		t.Errorf("ann saw %+v, want cleo joining, 3 online", j)
+	}
+	ann.send(t, map[string]string{"type": "say", "text": "hi from a"})
+	if m := bob.next(t, "message"); m.Text != "hi from a" || m.Nick != "ann" {
+		t.Errorf("bob got %+v", m)
+	}
+	ann.next(t, "message") // her own
+	select {
+	case m := <-lines:
+		if m.Text != "hi from a" {
+			t.Errorf("cleo got %+v", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("the Socket.IO client on the other process did not get the line")
+	}
+	if _, err := sio.EmitWithAck(ctx, "say", "hi from b"); err != nil {
+		t.Fatal(err)
+	}
+	if m := ann.next(t, "message"); m.Text != "hi from b" || m.Nick != "cleo" {
+		t.Errorf("ann got %+v", m)
+	}
+}
+
+// TestServeBrokerOutage kills a private redis-server under two servers:
+// /healthz and /metrics say so, each process's clients still get their
+// own process's broadcasts, and once Redis is back the cluster heals.
+func TestServeBrokerOutage(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server is not in PATH: this test starts its own (apt-get install redis-server)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	_ = ln.Close()
+	dir := t.TempDir()
+	var redis *exec.Cmd
+	start := func() {
+		redis = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+		if err := redis.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "redis-server to listen", func() bool {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 100*time.Millisecond)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err == nil
+		})
+	}
+	kill := func() {
+		if redis != nil {
+			_ = redis.Process.Kill()
+			_ = redis.Wait()
+			redis = nil
+		}
+	}
+	start()
+	t.Cleanup(kill)
+
+	cfg := serveConfig{maxMessage: 16 << 20, redis: "redis://127.0.0.1:" + port}
+	a, _ := startApp(t, cfg, nil)
+	b, _ := startApp(t, cfg, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func(base string) *ws.Conn {
+		c, _, err := ws.Dial(ctx, wsURL(base, "/ws/broadcast"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.CloseNow() })
+		return c
+	}
+	ca, cb := dial(a.URL), dial(b.URL)
+	read := func(c *ws.Conn) string {
+		_, p, err := c.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(p)
+	}
+	_ = ca.Write(ctx, ws.MessageText, []byte("before"))
+	if got := read(cb); got != "before" {
+		t.Fatalf("b got %q", got)
+	}
+	read(ca)
+
+	kill()
+	waitFor(t, "a's /healthz to say degraded", func() bool {
+		return strings.HasPrefix(get(t, a.URL+"/healthz", 200), "degraded: redis")
+	})
+	waitFor(t, "a's /metrics to show both users of the broker down", func() bool {
+		m := get(t, a.URL+"/metrics", 200)
+		return strings.Contains(m, `duplex_broker_up{broker="redis",user="bus"} 0`) &&
+			strings.Contains(m, `duplex_broker_up{broker="redis",user="socketio"} 0`)
+	})
+	_ = ca.Write(ctx, ws.MessageText, []byte("during"))
+	if got := read(ca); got != "during" {
+		t.Fatalf("a's own subscriber got %q during the outage, want the local delivery", got)
+	}
+	if m := get(t, a.URL+"/metrics", 200); !strings.Contains(m, `duplex_broker_publish_failures_total{broker="redis"} 1`) {
+		t.Error("/metrics does not count the message the broker did not take")
+	}
+
+	start()
+	waitFor(t, "both /healthz to say ok", func() bool {
+		return get(t, a.URL+"/healthz", 200) == "ok\n" && get(t, b.URL+"/healthz", 200) == "ok\n"
+	})
+	// Healthy again: the next message crosses (after go-redis has
+	// resubscribed, which the health check does not see: retry).
+	for i := 0; ; i++ {
+		msg := fmt.Sprintf("after %d", i)
+		_ = ca.Write(ctx, ws.MessageText, []byte(msg))
+		if got := read(ca); got != msg {
+			t.Fatalf("a got %q, want %q", got, msg)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, p, err := cb.Read(rctx)
+		rcancel()
+		if err == nil {
+			if string(p) != msg {
+				t.Fatalf("b got %q, want %q (and never the message of the outage)", p, msg)
+			}
+			break
+		}
+		if ctx.Err() != nil || i == 20 {
+			t.Fatal("the cluster did not heal after Redis came back")
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
