@@ -44,6 +44,13 @@ type Server struct {
 	// count refusals by reason. It runs on the request's goroutine.
 	OnAcceptError func(r *http.Request, err error)
 
+	// OnAccept, if not nil, is called with each request whose handshake
+	// succeeded and its connection, before Handle or the Handler's OnOpen
+	// runs: the place to read what the request carries (a query, a
+	// cookie, the authenticated user) for the connection's handlers,
+	// without keeping the request. It runs on the request's goroutine.
+	OnAccept func(r *http.Request, c *Conn)
+
 	mu       sync.Mutex
 	conns    map[*Conn]struct{}
 	closing  bool
@@ -101,6 +108,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// closed like every other, and Handle still runs, so that it sees
 		// the 1001 as the others do.
 		go func() { _ = c.Close(StatusGoingAway, "server shutting down") }()
+	}
+	if s.OnAccept != nil {
+		s.OnAccept(r, c)
 	}
 	if s.Handle != nil {
 		defer forget()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -31,7 +32,10 @@ import (
 //	{"type":"nick","nick":"ann"}                 change nickname
 //	{"type":"say","text":"hello"}                say something in the room
 //
-// and receives
+// A client may name its room and nickname in the URL,
+// /ws/chat?room=lobby&nick=ann, and so join at once (a bad one is refused
+// with an error event, and the client starts as a guest of the lobby). It
+// receives
 //
 //	{"type":"welcome","id":"…","nick":"…","room":"…","online":3}  on open and after each join: who it is, where, and how many are in the room
 //	{"type":"message","room":"…","id":"…","nick":"…","text":"…","time":1733400000000}
@@ -41,7 +45,8 @@ import (
 //	{"type":"error","message":"…"}                               a refused message, e.g. an unknown type, a bad room name, or too many messages per second
 //
 // time is Unix milliseconds, online counts the clients of the room across
-// the cluster. A client starts as "guest-xxxx" in room "lobby". Room names
+// the cluster. Without room and nick in its URL, a client starts as
+// "guest-xxxx" in room "lobby". Room names
 // are 1–32 letters, digits, '-' or '_'; nicknames 1–32 printable
 // characters; a line at most 2,000 bytes. A client may send 20 messages a
 // second (in bursts of 40); more are refused with an error event. Binary
@@ -95,6 +100,7 @@ type chatMember struct {
 	id   string
 	conn *ws.Conn         // nil for a Socket.IO client
 	sock *socketio.Socket // nil for a raw client
+	want [2]string        // the room and nick of a raw client's URL
 
 	// Owned by the member's reader (one goroutine at a time).
 	tokens float64
@@ -205,15 +211,35 @@ func randomID(n int) string {
 
 // --- /ws/chat ---
 
-// OnOpen makes the connection a guest of the lobby.
-func (c *chat) OnOpen(conn *ws.Conn) {
-	c.m.conns.Inc()
-	m := &chatMember{id: randomID(6), conn: conn}
+// onAccept (ws.Server.OnAccept) reads where the client wants to be, from
+// the query of its URL: /ws/chat?room=lobby&nick=ann.
+func (c *chat) onAccept(r *http.Request, conn *ws.Conn) {
+	q := r.URL.Query()
+	m := &chatMember{id: randomID(6), conn: conn, want: [2]string{q.Get("room"), q.Get("nick")}}
 	m.nick = "guest-" + m.id[:4]
 	c.mu.Lock()
 	c.raw[conn] = m
 	c.mu.Unlock()
-	c.join(m, chatDefaultRoom, "")
+}
+
+// OnOpen puts the client in the room it asked for, with the nickname it
+// asked for, or makes it a guest of the lobby.
+func (c *chat) OnOpen(conn *ws.Conn) {
+	c.m.conns.Inc()
+	c.mu.Lock()
+	m := c.raw[conn]
+	c.mu.Unlock()
+	if m == nil {
+		return
+	}
+	room, nick := m.want[0], m.want[1]
+	if room == "" {
+		room = chatDefaultRoom
+	}
+	if err := c.join(m, room, nick); err != nil {
+		_ = c.join(m, chatDefaultRoom, "")
+		c.sendTo(m, &chatEvent{Type: "error", Message: err.Error()})
+	}
 }
 
 // OnMessage handles one request of a /ws/chat client.

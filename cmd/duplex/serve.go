@@ -366,6 +366,7 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 	}
 	s.chatWS = &ws.Server{
 		Handler:       s.chat,
+		OnAccept:      s.chat.onAccept,
 		Poller:        s.poller,
 		OnAcceptError: m.countAcceptErrors("chat"),
 		Options: &ws.AcceptOptions{

@@ -51,7 +51,12 @@ type chatClient struct {
 
 func dialChat(t *testing.T, base string) *chatClient {
 	t.Helper()
-	c, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(base, "http")+"/ws/chat", nil)
+	return dialChatQuery(t, base, "")
+}
+
+func dialChatQuery(t *testing.T, base, query string) *chatClient {
+	t.Helper()
+	c, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(base, "http")+"/ws/chat"+query, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +185,26 @@ func TestServeChat(t *testing.T) {
 	}
 	if err := <-ann.closed; ws.CloseStatus(err) != ws.StatusUnsupportedData {
 		t.Fatalf("after a binary message: %v, want close 1003", err)
+	}
+}
+
+// TestServeChatQuery checks that a client joins the room and takes the
+// nickname of its URL, or gets an error and the lobby.
+func TestServeChatQuery(t *testing.T) {
+	hs, _ := startApp(t, serveConfig{maxMessage: 16 << 20}, nil)
+	zed := dialChatQuery(t, hs.URL, "?room=q1&nick=zed")
+	if w := zed.next(t, "welcome"); w.Room != "q1" || w.Nick != "zed" {
+		t.Fatalf("welcome %+v, want zed in q1", w)
+	}
+	if j := zed.next(t, "join"); j.Room != "q1" || j.Nick != "zed" {
+		t.Fatalf("first join %+v, want zed's own in q1 (no stop in the lobby)", j)
+	}
+	bad := dialChatQuery(t, hs.URL, "?room=no+spaces&nick=x")
+	if w := bad.next(t, "welcome"); w.Room != "lobby" || !strings.HasPrefix(w.Nick, "guest-") {
+		t.Fatalf("welcome %+v, want a guest in the lobby", w)
+	}
+	if e := bad.next(t, "error"); !strings.Contains(e.Message, "no spaces") {
+		t.Fatalf("error %+v, want the bad room named", e)
 	}
 }
 
