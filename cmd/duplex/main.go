@@ -1,5 +1,6 @@
-// Command duplex is a ready WebSocket server (serve), a wscat-like client
-// (connect) and a load generator (bench). Run "duplex help" for the
+// Command duplex is a ready real-time server (serve: a chat page, raw
+// WebSocket endpoints, Socket.IO, metrics, clustering through Redis or
+// NATS), a wscat-like client (connect) and a load generator (bench). Run "duplex help" for the
 // commands and their flags.
 package main
 
@@ -14,12 +15,13 @@ import (
 	"strings"
 )
 
-const usage = `duplex — real-time WebSocket server and client
+const usage = `duplex — real-time WebSocket and Socket.IO server, client and load generator
 
 Usage:
-  duplex serve   [flags]                run a server: /ws/echo, /ws/broadcast and /healthz
+  duplex serve   [flags]                run a server: the chat page at /, /ws/echo, /ws/broadcast,
+                                        /ws/chat, /socket.io/, /healthz and /metrics
   duplex connect [flags] URL            talk to a WebSocket server from the terminal or a pipe
-  duplex bench   SCENARIO [flags] URL   load a WebSocket server: echo, idle, connect or fanout
+  duplex bench   SCENARIO [flags] URL   load a server: echo, idle, connect, fanout or socketio
   duplex version                        print the version
   duplex help [command]                 show help
 

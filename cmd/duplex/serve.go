@@ -93,7 +93,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serves https:// and wss://")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.Var(&cfg.origins, "origin", "browser Origin `pattern` allowed besides the server's own host, e.g. 'https://*.example.com' or 'localhost:*' (repeatable)")
-	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo and /ws/broadcast; larger ones close with 1009")
+	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo and /ws/broadcast, larger ones close with 1009; /ws/chat takes at most 16 KiB and /socket.io/ 1,000,000 bytes (or this, if smaller)")
 	fs.BoolVar(&cfg.noDeflate, "no-deflate", false, "do not negotiate permessage-deflate compression")
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long shutdown waits for connections to close")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
