@@ -48,7 +48,7 @@ import (
 // the cluster. Without room and nick in its URL, a client starts as
 // "guest-xxxx" in room "lobby". Room names
 // are 1–32 letters, digits, '-' or '_'; nicknames 1–32 printable
-// characters; a line at most 2,000 bytes. A client may send 20 messages a
+// characters; a line at most 2,000 bytes. A client may send 20 requests a
 // second (in bursts of 40); more are refused with an error event. Binary
 // messages close the connection with 1003.
 //
@@ -361,6 +361,9 @@ func (c *chat) serveSocketIO(ns *socketio.Namespace) {
 // join moves m to room (if not empty) and renames it (if nick is not
 // empty).
 func (c *chat) join(m *chatMember, room, nick string) error {
+	if !m.allow(time.Now()) {
+		return errChatRate
+	}
 	if room == "" && nick == "" {
 		return errors.New("join needs a room, a nick or both")
 	}
@@ -373,14 +376,14 @@ func (c *chat) join(m *chatMember, room, nick string) error {
 		}
 	}
 	if room == "" {
-		return c.rename(m, nick)
+		return c.doRename(m, nick)
 	}
 	c.mu.Lock()
 	old, oldNick := m.room, m.nick
 	if old == room {
 		c.mu.Unlock()
 		if nick != "" && nick != oldNick {
-			return c.rename(m, nick)
+			return c.doRename(m, nick)
 		}
 		c.sendTo(m, c.welcome(m))
 		return nil
@@ -439,6 +442,13 @@ func (c *chat) welcome(m *chatMember) *chatEvent {
 }
 
 func (c *chat) rename(m *chatMember, nick string) error {
+	if !m.allow(time.Now()) {
+		return errChatRate
+	}
+	return c.doRename(m, nick)
+}
+
+func (c *chat) doRename(m *chatMember, nick string) error {
 	if err := checkNick(nick); err != nil {
 		return err
 	}
@@ -452,9 +462,11 @@ func (c *chat) rename(m *chatMember, nick string) error {
 	return nil
 }
 
+var errChatRate = fmt.Errorf("too many messages: at most %d a second", chatRate)
+
 func (c *chat) say(m *chatMember, text string) error {
 	if !m.allow(time.Now()) {
-		return fmt.Errorf("too many messages: at most %d a second", chatRate)
+		return errChatRate
 	}
 	if text = strings.TrimSpace(text); text == "" {
 		return errors.New("say needs a text")

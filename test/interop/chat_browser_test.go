@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // (chat-browser.mjs): two pages exchange lines, the server is restarted
 // (SIGTERM, then started again on the same port), both pages reconnect by
 // themselves and chat again. It runs on one server, and on two servers of
-// one cluster through Redis (a page on each).
+// one cluster through Redis, and through NATS (a page on each).
 //
 // With DUPLEX_SCREENSHOT=path set, the screenshot of the page is written
 // there (docs/chat.png in the repository is made so); otherwise to the
@@ -99,12 +100,18 @@ func TestChatBrowser(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		cluster bool
-	}{{"one server", false}, {"two servers on redis", true}} {
+		broker  string // the flag: --redis or --nats
+		addr    string
+	}{
+		{name: "one server"},
+		{name: "two servers on redis", cluster: true, broker: "--redis", addr: "127.0.0.1:6379"},
+		{name: "two servers on nats", cluster: true, broker: "--nats", addr: "127.0.0.1:4222"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var extra []string
 			if tc.cluster {
-				if c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second); err != nil {
-					msg := fmt.Sprintf("Redis is not running at 127.0.0.1:6379 (%v)", err)
+				if c, err := net.DialTimeout("tcp", tc.addr, time.Second); err != nil {
+					msg := fmt.Sprintf("%s: nothing listens at %s (%v)", tc.broker, tc.addr, err)
 					if os.Getenv("CI") == "true" {
 						t.Fatal(msg)
 					}
@@ -112,7 +119,8 @@ func TestChatBrowser(t *testing.T) {
 				} else {
 					_ = c.Close()
 				}
-				extra = []string{"--redis", "redis://127.0.0.1:6379"}
+				scheme := strings.TrimPrefix(tc.broker, "--")
+				extra = []string{tc.broker, scheme + "://" + tc.addr}
 			}
 			a := &chatServe{t: t, bin: bin, addr: freeAddr(t), args: extra}
 			servers := []*chatServe{a}
