@@ -3,13 +3,19 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,9 +29,12 @@ import (
 
 // This file runs a Go ws.Server behind nginx, configured as nginx's
 // documentation and most deployments configure a WebSocket proxy, and a Go
-// client through it. Its only dependency is the nginx binary (Debian
-// package nginx, which scripts/test installs); it starts its own nginx, on
-// 127.0.0.1 and a free port, with every file in the test's temp dir.
+// client through it (TestNginx: its only dependency is the nginx binary,
+// Debian package nginx, which scripts/test installs); and the shipped
+// deploy/nginx.conf in front of two `duplex serve --redis` processes
+// (TestNginxDeploy: also node_modules and the machine's Redis). Each
+// starts its own nginx, on 127.0.0.1 and a free port, with every file in
+// the test's temp dir.
 
 // nginxConf is the configuration of the test's nginx: one process in the
 // foreground (master_process off, so that killing it leaves no workers),
@@ -109,35 +118,47 @@ func freePort(t *testing.T) int {
 }
 
 // startNginx runs nginx (bin) as a reverse proxy to upstream (host:port) and
-// returns the address it listens on. nginx ends with the test. Another
-// process can take the port between freePort and nginx's bind, so a failed
-// start is retried on a new port.
+// returns the address it listens on. nginx ends with the test.
 func startNginx(t *testing.T, bin, upstream string) string {
+	t.Helper()
+	addr, _ := startNginxConf(t, bin, func(dir string, port int) ([]byte, error) {
+		var conf bytes.Buffer
+		err := nginxConfTmpl.Execute(&conf, map[string]any{"Dir": dir, "Port": port, "Upstream": upstream})
+		return conf.Bytes(), err
+	})
+	return addr
+}
+
+// startNginxConf runs nginx (bin) with the configuration that render
+// writes for a temp dir and a port of 127.0.0.1, and returns the address
+// it listens on and the dir. nginx ends with the test. Another process can
+// take the port between freePort and nginx's bind, so a failed start is
+// retried on a new port.
+func startNginxConf(t *testing.T, bin string, render func(dir string, port int) ([]byte, error)) (addr, dir string) {
 	t.Helper()
 	var lastErr error
 	for range 3 {
-		addr, err := tryStartNginx(t, bin, upstream)
+		addr, dir, err := tryStartNginx(t, bin, render)
 		if err == nil {
-			return addr
+			return addr, dir
 		}
 		lastErr = err
 		t.Logf("nginx did not start, retrying on another port: %v", err)
 	}
 	t.Fatal(lastErr)
-	return ""
+	return "", ""
 }
 
-func tryStartNginx(t *testing.T, bin, upstream string) (string, error) {
+func tryStartNginx(t *testing.T, bin string, render func(dir string, port int) ([]byte, error)) (string, string, error) {
 	dir := t.TempDir()
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var conf bytes.Buffer
-	err := nginxConfTmpl.Execute(&conf, map[string]any{"Dir": dir, "Port": port, "Upstream": upstream})
+	conf, err := render(dir, port)
 	if err != nil {
 		t.Fatal(err)
 	}
 	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	errorLog := filepath.Join(dir, "error.log")
@@ -156,7 +177,7 @@ func tryStartNginx(t *testing.T, bin, upstream string) (string, error) {
 	cmd.WaitDelay = 2 * time.Second                                          // then SIGKILL
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return "", fmt.Errorf("starting %s: %w", bin, err)
+		return "", "", fmt.Errorf("starting %s: %w", bin, err)
 	}
 	exited := make(chan struct{})
 	var waitErr error
@@ -186,12 +207,12 @@ func tryStartNginx(t *testing.T, bin, upstream string) (string, error) {
 		select {
 		case <-exited:
 			cancel()
-			return "", fmt.Errorf("nginx exited (%v) before accepting on %s; output: %s; error.log: %s", waitErr, addr, out.String(), dumpLog())
+			return "", "", fmt.Errorf("nginx exited (%v) before accepting on %s; output: %s; error.log: %s", waitErr, addr, out.String(), dumpLog())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", fmt.Errorf("nginx not accepting on %s within %v; output: %s; error.log: %s", addr, opTimeout, out.String(), dumpLog())
+			return "", "", fmt.Errorf("nginx not accepting on %s within %v; output: %s; error.log: %s", addr, opTimeout, out.String(), dumpLog())
 		}
 	}
 
@@ -212,7 +233,7 @@ func tryStartNginx(t *testing.T, bin, upstream string) (string, error) {
 			t.Logf("nginx error.log:\n%s", dumpLog())
 		}
 	})
-	return addr, nil
+	return addr, dir, nil
 }
 
 // TestNginx: a Go server behind nginx and a Go client through it exchange
@@ -413,4 +434,531 @@ func TestNginx(t *testing.T) {
 		}
 		upgradeHeaders(t)
 	})
+}
+
+// ---------------------------------------------------------------------------
+// deploy/nginx.conf
+
+// deployMainConf plays the part of Debian's /etc/nginx/nginx.conf around
+// the site file deploy/nginx.conf (which it includes): the process-wide
+// settings, every path in the temp dir.
+const deployMainConf = `# written by TestNginxDeploy
+daemon off;
+master_process off;
+worker_processes 1;
+pid {{.Dir}}/nginx.pid;
+error_log {{.Dir}}/error.log info;
+
+events {
+	worker_connections 1024;
+}
+
+http {
+	access_log {{.Dir}}/main-access.log;
+	client_body_temp_path {{.Dir}}/client_body;
+	proxy_temp_path {{.Dir}}/proxy;
+	fastcgi_temp_path {{.Dir}}/fastcgi;
+	uwsgi_temp_path {{.Dir}}/uwsgi;
+	scgi_temp_path {{.Dir}}/scgi;
+
+	include {{.Dir}}/duplex.conf;
+}
+`
+
+var deployMainConfTmpl = template.Must(template.New("nginx.conf").Parse(deployMainConf))
+
+// deployConfPath is the shipped site file, from test/interop.
+const deployConfPath = "../../deploy/nginx.conf"
+
+// renderDeployConf returns deploy/nginx.conf (src) for the test: the two
+// upstream processes at up[0] and up[1] instead of 127.0.0.1:8081 and
+// :8082, listening on 127.0.0.1:port only, logging into dir. Nothing else
+// changes; a change of the file that these substitutions no longer fit
+// fails the test rather than testing something else.
+func renderDeployConf(src []byte, dir string, port int, up [2]string) ([]byte, error) {
+	conf := string(src)
+	for _, r := range []struct {
+		old, new string
+		n        int
+	}{
+		{"\tserver 127.0.0.1:8081 ", "\tserver " + up[0] + " ", 2},
+		{"\tserver 127.0.0.1:8082 ", "\tserver " + up[1] + " ", 2},
+		{"\tlisten 80;\n", fmt.Sprintf("\tlisten 127.0.0.1:%d;\n", port), 1},
+		{"\tlisten [::]:80;\n", "\t# (TestNginxDeploy: no [::]:80)\n", 1},
+		{" /var/log/nginx/duplex.access.log duplex;", " " + filepath.Join(dir, "access.log") + " duplex;", 1},
+		{" /var/log/nginx/duplex.error.log;", " " + filepath.Join(dir, "error.log") + ";", 1},
+	} {
+		if got := strings.Count(conf, r.old); got != r.n {
+			return nil, fmt.Errorf("%s has %d times %q, want %d: update TestNginxDeploy", deployConfPath, got, r.old, r.n)
+		}
+		conf = strings.ReplaceAll(conf, r.old, r.new)
+	}
+	for i, line := range strings.Split(conf, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, s := range []string{":8081", ":8082", "/var/", "/etc/", "listen"} {
+			if strings.Contains(line, s) && (s != "listen" || !strings.Contains(line, "127.0.0.1:")) {
+				return nil, fmt.Errorf("%s line %d after substitution: %q (update TestNginxDeploy)", deployConfPath, i+1, line)
+			}
+		}
+	}
+	return []byte(conf), nil
+}
+
+// accessEntry is one line of deploy/nginx.conf's access log (log_format
+// duplex).
+type accessEntry struct {
+	remote, method, uri string
+	status              int
+	upstream            string
+	line                string
+}
+
+var accessLineRE = regexp.MustCompile(`^(\S+) \[[^\]]*\] "(\S+) (\S+)[^"]*" (\d+) \d+ upstream=(.*) rt=`)
+
+func readAccessLog(t *testing.T, path string) []accessEntry {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var entries []accessEntry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		m := accessLineRE.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("access log line not in log_format duplex: %q", line)
+		}
+		status, _ := strconv.Atoi(m[4])
+		entries = append(entries, accessEntry{remote: m[1], method: m[2], uri: m[3], status: status, upstream: m[5], line: line})
+	}
+	return entries
+}
+
+// waitAccessLog waits until the access log has an entry that match
+// accepts (nginx writes a request's line once it is over, a WebSocket's
+// once it is closed), and returns the whole log.
+func waitAccessLog(t *testing.T, path, what string, match func(accessEntry) bool) []accessEntry {
+	t.Helper()
+	deadline := time.Now().Add(opTimeout)
+	for {
+		entries := readAccessLog(t, path)
+		for _, e := range entries {
+			if match(e) {
+				return entries
+			}
+		}
+		if time.Now().After(deadline) {
+			var lines []string
+			for _, e := range entries {
+				lines = append(lines, e.line)
+			}
+			t.Fatalf("no access log line for %s within %v; the log:\n%s", what, opTimeout, strings.Join(lines, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// httpFrom returns an HTTP client whose connections leave from ip (any
+// 127.0.0.0/8 address works on Linux), with no proxy and no keep-alive.
+func httpFrom(ip string) *http.Client {
+	d := &net.Dialer{Timeout: opTimeout}
+	if ip != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+	}
+	return &http.Client{
+		Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true},
+		Timeout:   opTimeout,
+	}
+}
+
+func httpDo(t *testing.T, c *http.Client, method, u, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, u, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// TestNginxDeploy runs the shipped deploy/nginx.conf (see
+// renderDeployConf for what the test changes) in front of two `duplex
+// serve --redis` processes on the machine's Redis, and checks through it:
+// the chat page, /healthz and /metrics; raw WebSockets on /ws/echo and
+// /ws/broadcast (two clients, one on each process: least_conn); the
+// official socket.io-client (nginx-sio.mjs) with its default transports
+// (long-polling, then the upgrade to WebSocket) and long-polling only,
+// echo with acks and the /chat namespace between a client of each
+// process; and, from nginx's access log, that every Socket.IO request of
+// a client address went to one process (the stickiness), the two
+// addresses the test picked to two different ones.
+//
+// Other tests may run duplex serve on the same Redis at the same time
+// (serve has no flag for its keys): the checks look only for payloads and
+// rooms of their own.
+func TestNginxDeploy(t *testing.T) {
+	nginx := requireNginx(t)
+	node := requireSocketIOClient(t)
+	requireRedis(t)
+	src, err := os.ReadFile(deployConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithTimeout(t.Context(), buildTimeout)
+	duplex := buildDuplex(bctx, t)
+	bcancel()
+
+	servers := [2]*duplexServe{
+		startDuplexServe(t, duplex, "--redis", redisURL),
+		startDuplexServe(t, duplex, "--redis", redisURL),
+	}
+	var up [2]string
+	for i, s := range servers {
+		up[i] = strings.TrimPrefix(s.base, "http://")
+	}
+	proxy, dir := startNginxConf(t, nginx, func(dir string, port int) ([]byte, error) {
+		site, err := renderDeployConf(src, dir, port, up)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "duplex.conf"), site, 0o644); err != nil {
+			return nil, err
+		}
+		var conf bytes.Buffer
+		err = deployMainConfTmpl.Execute(&conf, map[string]any{"Dir": dir})
+		return conf.Bytes(), err
+	})
+	accessLog := filepath.Join(dir, "access.log")
+	base := "http://" + proxy
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(accessLog)
+			t.Logf("nginx access.log:\n%s", b)
+		}
+	})
+
+	t.Run("HTTP", func(t *testing.T) {
+		c := httpFrom("")
+		if code, h, body := httpDo(t, c, "GET", base+"/", ""); code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(body, "<") {
+			t.Errorf("GET /: %d %q, %d bytes; want 200 text/html", code, h.Get("Content-Type"), len(body))
+		}
+		if code, _, body := httpDo(t, c, "GET", base+"/healthz", ""); code != 200 || body != "ok\n" {
+			t.Errorf("GET /healthz: %d %q, want 200 \"ok\\n\"", code, body)
+		}
+		if code, _, _ := httpDo(t, c, "GET", base+"/metrics", ""); code != 403 {
+			t.Errorf("GET /metrics: %d, want 403 (scraped on each process, not through nginx)", code)
+		}
+	})
+
+	t.Run("WebSocket", func(t *testing.T) {
+		opts := dialOptions(pairOptions{readLimit: 4 << 20}, nil)
+		c, resp, err := dial(t, "ws"+strings.TrimPrefix(base, "http")+"/ws/echo", opts)
+		if err != nil {
+			t.Fatalf("Dial /ws/echo through nginx: %v", err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Errorf("status %d, want 101", resp.StatusCode)
+		}
+		for _, m := range []struct {
+			typ ws.MessageType
+			p   []byte
+		}{
+			{ws.MessageText, []byte("hello through deploy/nginx.conf ✓")},
+			{ws.MessageBinary, binaryPayload(65536)},
+			{ws.MessageText, textPayload(1 << 20)},
+			{ws.MessageBinary, binaryPayload(1<<20 + 1)},
+		} {
+			write(t, c, m.typ, m.p)
+			typ, p := readMsg(t, c)
+			checkMessage(t, typ, p, m.typ, m.p)
+		}
+		if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
+			t.Errorf("Close /ws/echo: %v", err)
+		}
+
+		// Two broadcast clients at once: least_conn gives each its own
+		// process, so every message crosses Redis one way.
+		var bc [2]*ws.Conn
+		for i := range bc {
+			c, _, err := dial(t, "ws"+strings.TrimPrefix(base, "http")+"/ws/broadcast", opts)
+			if err != nil {
+				t.Fatalf("Dial /ws/broadcast through nginx: %v", err)
+			}
+			bc[i] = c
+		}
+		// A broadcast client that sees its own message come back is
+		// subscribed; then each hears the other.
+		tag := fmt.Sprintf("nginx-%d-%d", os.Getpid(), time.Now().UnixNano())
+		for i, c := range bc {
+			msg := fmt.Sprintf("%s: %d is here", tag, i)
+			write(t, c, ws.MessageText, []byte(msg))
+			awaitBroadcast(t, c, fmt.Sprintf("client %d", i), msg)
+		}
+		for i, from := range bc {
+			msg := fmt.Sprintf("%s from %d ✓", tag, i)
+			write(t, from, ws.MessageText, []byte(msg))
+			for j, c := range bc {
+				awaitBroadcast(t, c, fmt.Sprintf("client %d", j), msg)
+			}
+		}
+		for _, c := range bc {
+			if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
+				t.Errorf("Close /ws/broadcast: %v", err)
+			}
+		}
+		isBroadcast := func(e accessEntry) bool { return e.uri == "/ws/broadcast" && e.status == 101 }
+		deadline := time.Now().Add(opTimeout)
+		var ups []string
+		for {
+			ups = ups[:0]
+			for _, e := range readAccessLog(t, accessLog) {
+				if isBroadcast(e) {
+					ups = append(ups, e.upstream)
+				}
+			}
+			if len(ups) >= 2 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(ups) != 2 || ups[0] == ups[1] || !slices.Contains(up[:], ups[0]) || !slices.Contains(up[:], ups[1]) {
+			t.Errorf("the /ws/broadcast clients went to %q, want one on each of %q", ups, up)
+		}
+	})
+
+	// Two client addresses, one pinned to each process: probe
+	// 127.0.0.2, .3, ... with an Engine.IO handshake and see in the access
+	// log where nginx sent it. The probe then closes its session (a
+	// POST that only the same process knows the sid for).
+	pinned := map[string]string{} // upstream -> client address
+	if runtime.GOOS != "linux" {
+		// Elsewhere only 127.0.0.1 may be configured.
+		t.Skip("the Socket.IO part binds clients to 127.0.0.2 and up, which only Linux has without configuration")
+	}
+	t.Run("Stickiness", func(t *testing.T) {
+		for i := 2; i < 64 && len(pinned) < 2; i++ {
+			ip := fmt.Sprintf("127.0.0.%d", i)
+			c := httpFrom(ip)
+			code, _, body := httpDo(t, c, "GET", base+"/socket.io/?EIO=4&transport=polling", "")
+			var hs struct {
+				SID string `json:"sid"`
+			}
+			if code != 200 || !strings.HasPrefix(body, "0") || json.Unmarshal([]byte(body[1:]), &hs) != nil || hs.SID == "" {
+				t.Fatalf("Engine.IO handshake from %s through nginx: %d %q", ip, code, body)
+			}
+			if code, _, body := httpDo(t, c, "POST", base+"/socket.io/?EIO=4&transport=polling&sid="+url.QueryEscape(hs.SID), "1"); code != 200 || body != "ok" {
+				t.Fatalf("closing the session from %s through nginx: %d %q (another process than the handshake's?)", ip, code, body)
+			}
+			entries := waitAccessLog(t, accessLog, "the handshake from "+ip, func(e accessEntry) bool {
+				return e.remote == ip && e.method == "GET"
+			})
+			for _, e := range entries {
+				if e.remote == ip && e.method == "GET" && pinned[e.upstream] == "" {
+					pinned[e.upstream] = ip
+				}
+			}
+		}
+		if pinned[up[0]] == "" || pinned[up[1]] == "" {
+			t.Fatalf("no client address of 127.0.0.2-63 pinned to each process: %v", pinned)
+		}
+		t.Logf("pinned: %s to %s, %s to %s", pinned[up[0]], up[0], pinned[up[1]], up[1])
+	})
+	if t.Failed() {
+		return
+	}
+	ipA, ipB := pinned[up[0]], pinned[up[1]]
+
+	t.Run("SocketIOClient", func(t *testing.T) {
+		cfg, err := json.Marshal(map[string]any{
+			"base": base, "ipA": ipA, "ipB": ipB,
+			"room":   fmt.Sprintf("ngx-%x", time.Now().UnixNano()&0xffffffffff),
+			"stepMs": opTimeout.Milliseconds(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, node, "nginx-sio.mjs", string(cfg)).Output()
+		var ran []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var r struct {
+				Name  string `json:"name"`
+				OK    bool   `json:"ok"`
+				Error string `json:"error"`
+				MS    int    `json:"ms"`
+			}
+			if json.Unmarshal([]byte(line), &r) != nil {
+				t.Errorf("unexpected output: %q", line)
+				continue
+			}
+			ran = append(ran, r.Name)
+			if !r.OK {
+				t.Errorf("%s: %s", r.Name, r.Error)
+			} else {
+				t.Logf("%s: ok in %d ms", r.Name, r.MS)
+			}
+		}
+		if err != nil && !t.Failed() {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Errorf("nginx-sio.mjs: %v\n%s", err, stderr)
+		}
+		if want := []string{"upgrade-echo", "upgrade-chat", "polling-echo", "polling-chat"}; !slices.Equal(ran, want) {
+			t.Errorf("scenarios reported: %q, want %q", ran, want)
+		}
+
+		// The access log: every Socket.IO request of ipA went to up[0],
+		// of ipB to up[1], never retried on the other (upstream "a, b"),
+		// never refused (400 "Session ID unknown": a sid the other process
+		// made); there
+		// were polling requests both ways and upgrades from both.
+		isUpgrade := func(ip string) func(accessEntry) bool {
+			return func(e accessEntry) bool {
+				return e.remote == ip && e.status == 101 && strings.Contains(e.uri, "transport=websocket")
+			}
+		}
+		waitAccessLog(t, accessLog, "a WebSocket upgrade from "+ipA, isUpgrade(ipA))
+		entries := waitAccessLog(t, accessLog, "a WebSocket upgrade from "+ipB, isUpgrade(ipB))
+		type count struct{ get, post, upgrades int }
+		counts := map[string]*count{ipA: {}, ipB: {}}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.uri, "/socket.io/") {
+				continue
+			}
+			c := counts[e.remote]
+			if c == nil {
+				continue // the probes of other addresses
+			}
+			want := up[0]
+			if e.remote == ipB {
+				want = up[1]
+			}
+			if e.upstream != want {
+				t.Errorf("not sticky: %s went to %q, want %s: %s", e.remote, e.upstream, want, e.line)
+			}
+			switch {
+			case e.status == 101:
+				c.upgrades++
+			case e.status == 499:
+				// nginx's "client closed the request": a polling
+				// client that closes drops the GET it had pending.
+			case e.status != 200:
+				t.Errorf("%s: status %d: %s", e.remote, e.status, e.line)
+			case e.method == "GET":
+				c.get++
+			case e.method == "POST":
+				c.post++
+			}
+		}
+		for ip, c := range counts {
+			t.Logf("%s: %d polling GETs, %d POSTs, %d upgrades", ip, c.get, c.post, c.upgrades)
+			if c.get < 10 || c.post < 10 || c.upgrades < 4 {
+				t.Errorf("%s: %d polling GETs, %d POSTs, %d upgrades through nginx; want at least 10, 10, 4", ip, c.get, c.post, c.upgrades)
+			}
+		}
+	})
+
+	// One process stops (SIGTERM, as systemd stops duplex@.service): its
+	// WebSocket client gets 1001 through nginx, the other process's goes
+	// on, and nginx sends everything, the clients pinned to the stopped
+	// process included, to the one left.
+	t.Run("Failover", func(t *testing.T) {
+		opts := dialOptions(pairOptions{}, nil)
+		var reads [2]<-chan readResult
+		var conns [2]*ws.Conn
+		for i := range conns {
+			c, _, err := dial(t, "ws"+strings.TrimPrefix(base, "http")+"/ws/echo", opts)
+			if err != nil {
+				t.Fatalf("Dial /ws/echo through nginx: %v", err)
+			}
+			conns[i], reads[i] = c, readLoop(t, c)
+		}
+		if err := servers[1].stop(); err != nil {
+			t.Fatal(err)
+		}
+		closed := -1
+		for i, r := range reads {
+			select {
+			case res := <-r:
+				if got := ws.CloseStatus(res.err); got != ws.StatusGoingAway || closed >= 0 {
+					t.Fatalf("client %d: read %q, %v; want one client closed with 1001", i, res.p, res.err)
+				}
+				closed = i
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if closed < 0 {
+			t.Fatal("no client closed with 1001: least_conn put both on the process that goes on?")
+		}
+		other := 1 - closed
+		write(t, conns[other], ws.MessageText, []byte("still here"))
+		if r := recv(t, reads[other]); r.err != nil || string(r.p) != "still here" {
+			t.Fatalf("the other process's client: %q, %v", r.p, r.err)
+		}
+		if err := conns[other].Close(ws.StatusNormalClosure, ""); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		c := httpFrom(ipB)
+		if code, _, body := httpDo(t, c, "GET", base+"/healthz", ""); code != 200 || body != "ok\n" {
+			t.Errorf("GET /healthz with one process stopped: %d %q", code, body)
+		}
+		code, _, body := httpDo(t, c, "GET", base+"/socket.io/?EIO=4&transport=polling&failover=1", "")
+		if code != 200 || !strings.HasPrefix(body, "0{") {
+			t.Fatalf("Engine.IO handshake from %s with its process stopped: %d %q", ipB, code, body)
+		}
+		entries := waitAccessLog(t, accessLog, "the handshake after the stop", func(e accessEntry) bool {
+			return strings.Contains(e.uri, "failover=1")
+		})
+		for _, e := range entries {
+			if strings.Contains(e.uri, "failover=1") && !strings.HasSuffix(e.upstream, up[0]) {
+				t.Errorf("the handshake from %s went to %q, want %s in the end", ipB, e.upstream, up[0])
+			}
+		}
+	})
+
+	// Nothing worth a warning on either process. (stop, at the end of
+	// the test, checks that each exits 0 on SIGTERM.)
+	for i, s := range servers {
+		for _, rec := range s.log.records() {
+			if lvl, _ := rec["level"].(string); lvl == "WARN" || lvl == "ERROR" {
+				t.Errorf("duplex serve %d logged %v", i, rec)
+			}
+		}
+	}
+}
+
+// awaitBroadcast reads c until the text message want, skipping others
+// (other tests' broadcasts on the same Redis).
+func awaitBroadcast(t *testing.T, c *ws.Conn, who, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	for {
+		typ, p, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("%s: waiting for the broadcast %q: %v", who, want, err)
+		}
+		if typ == ws.MessageText && string(p) == want {
+			return
+		}
+	}
 }
