@@ -256,31 +256,34 @@ func (s *Server) lookup(id string) *Session {
 	return s.sessions[id]
 }
 
-// Close closes every session with ReasonServerShutdown and refuses new
-// ones; parked long-polls are answered with a close packet. It waits for
-// the sessions' goroutines to end.
+// Close closes every session with ReasonServerShutdown at once and
+// refuses new ones: parked long-polls are answered with a close packet,
+// WebSockets closed with 1001 Going Away; messages still queued are
+// dropped. It waits for the sessions' goroutines to end.
 func (s *Server) Close() error {
-	return s.Shutdown(context.Background())
+	s.closeSessions(s.stopAccepting(), closeNow)
+	s.wg.Wait()
+	return nil
 }
 
-// Shutdown is Close that stops waiting for the sessions' goroutines when
-// ctx is done, and then returns ctx.Err().
+// Shutdown closes the server gracefully: it refuses new sessions, and
+// closes every session with ReasonServerShutdown after what is queued for
+// it. A WebSocket gets its queued messages, then a close with 1001 Going
+// Away; a long-polling client gets its queued messages and a close packet
+// with its next poll (at once if one is waiting), so that it sees the
+// server close rather than an unknown session. Shutdown waits for the
+// sessions to close; when ctx is done first, it closes the rest at once,
+// as Close does, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	list := make([]*Session, 0, len(s.sessions))
-	for id, ss := range s.sessions {
-		list = append(list, ss)
-		delete(s.sessions, id)
-	}
-	s.mu.Unlock()
+	list := s.stopAccepting()
+	s.closeSessions(list, closeGraceful)
 	for _, ss := range list {
-		ss.closeWith(ReasonServerShutdown, nil, closeNow)
-		ss.mu.Lock()
-		if ss.lingerTimer != nil {
-			ss.lingerTimer.Stop()
+		select {
+		case <-ss.done:
+		case <-ctx.Done():
+			s.closeSessions(list, closeNow)
+			return ctx.Err()
 		}
-		ss.mu.Unlock()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -292,6 +295,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// stopAccepting refuses new sessions from now on and returns the open
+// ones, which stay in the table so that their next requests find them.
+func (s *Server) stopAccepting() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	list := make([]*Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	return list
+}
+
+// closeSessions closes each session of list with ReasonServerShutdown.
+func (s *Server) closeSessions(list []*Session, mode closeMode) {
+	for _, ss := range list {
+		ss.closeWith(ReasonServerShutdown, nil, mode)
+		if mode == closeNow {
+			// A session closed by its client lingers in the table for a
+			// moment (lingerTime); not past a shutdown.
+			ss.mu.Lock()
+			if ss.lingerTimer != nil {
+				ss.lingerTimer.Stop()
+			}
+			ss.mu.Unlock()
+			s.remove(ss)
+		}
 	}
 }
 

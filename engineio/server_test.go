@@ -108,10 +108,8 @@ func startServer(t *testing.T, opts *ServerOptions) *testServer {
 	mux.Handle("/engine.io/", srv)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
 		}
 		hs.CloseClientConnections()
 		hs.Close()
@@ -912,6 +910,53 @@ func TestServerShutdown(t *testing.T) {
 	}
 	if r := do(t, "GET", ts.URL+"?EIO=4&transport=polling", ""); r.status != 503 {
 		t.Errorf("handshake after Close: %d", r.status)
+	}
+}
+
+// TestServerShutdownGraceful checks that Shutdown lets each client have
+// what was queued for it and a close it understands: a polling client
+// between two polls gets them with its next poll (not an unknown
+// session), a WebSocket client before its 1001; and that a client that
+// never polls again is closed at once when ctx ends.
+func TestServerShutdownGraceful(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil)
+	between := ts.handshake(t) // polling, no poll waiting
+	sBetween := ts.rec.session(t)
+	gone := ts.handshake(t) // polling, and it never polls again
+	_ = ts.rec.session(t)
+	c := dialWS(t, ts.wsURL("EIO=4&transport=websocket"))
+	readWS(t, c)
+	sWS := ts.rec.session(t)
+	_ = sBetween.SendText("last words")
+	_ = sWS.SendText("last words")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- ts.Shutdown(ctx) }()
+	if typ, p, err := c.Read(context.Background()); err != nil || typ != ws.MessageText || string(p) != "4last words" {
+		t.Errorf("WebSocket: %v %q %v, want the queued message", typ, p, err)
+	}
+	if _, _, err := c.Read(context.Background()); ws.CloseStatus(err) != ws.StatusGoingAway {
+		t.Errorf("WebSocket: %v, want close 1001", err)
+	}
+	if r := do(t, "GET", ts.URL+"?EIO=4&transport=polling&sid="+between, ""); r.status != 200 || r.body != "4last words\x1e1" {
+		t.Errorf("next poll: %d %q, want the queued message and a close packet", r.status, r.body)
+	}
+	if r := do(t, "GET", ts.URL+"?EIO=4&transport=polling", ""); r.status != 503 {
+		t.Errorf("handshake during Shutdown: %d, want 503", r.status)
+	}
+	if err := <-errc; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want the deadline (one client never polled)", err)
+	}
+	if r := do(t, "GET", ts.URL+"?EIO=4&transport=polling&sid="+gone, ""); r.status != 400 {
+		t.Errorf("poll after Shutdown gave up: %d, want 400 (the session was closed)", r.status)
+	}
+	for range 3 {
+		if ev := ts.rec.next(t, "close"); ev.reason != ReasonServerShutdown {
+			t.Errorf("reason %q", ev.reason)
+		}
 	}
 }
 

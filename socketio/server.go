@@ -272,15 +272,23 @@ func (s *Server) ServerSideEmit(ctx context.Context, event string, args ...any) 
 	return s.Of("/").ServerSideEmit(ctx, event, args...)
 }
 
-// Close disconnects every client (reason "server shutting down") and
-// closes the namespaces' adapters.
+// Close disconnects every client at once (reason "server shutting
+// down"), dropping what is still queued for them, and closes the
+// namespaces' adapters.
 func (s *Server) Close() error {
-	return s.Shutdown(context.Background())
+	return s.stop(func() error { return s.eio.Close() })
 }
 
-// Shutdown disconnects every client and waits, until ctx is done, for
-// their sessions to close.
+// Shutdown disconnects every client gracefully (what is queued for a
+// client goes out first; a long-polling client gets the close with its
+// next poll) and waits, until ctx is done, for their sessions to close;
+// then it closes the rest at once, as Close does. It closes the
+// namespaces' adapters.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.stop(func() error { return s.eio.Shutdown(ctx) })
+}
+
+func (s *Server) stop(closeEngine func() error) error {
 	s.mu.Lock()
 	s.closed = true
 	nsps := make([]*Namespace, 0, len(s.nsps))
@@ -288,7 +296,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		nsps = append(nsps, ns)
 	}
 	s.mu.Unlock()
-	err := s.eio.Shutdown(ctx)
+	err := closeEngine()
 	var errs []error
 	for _, ns := range nsps {
 		if cerr := ns.adapter.Close(); cerr != nil {

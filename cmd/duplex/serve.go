@@ -55,8 +55,10 @@ process on the same broker (Socket.IO through adapter/redis, wire-compatible
 with @socket.io/redis-adapter, or adapter/nats). Long-polling behind a load
 balancer needs sticky sessions (see deploy/ in the repository).
 
-On SIGINT or SIGTERM it stops accepting, closes WebSockets with 1001 Going
-Away, lets polling sessions drain, and exits 0 once they are closed (at most
+On SIGINT or SIGTERM it closes WebSockets with 1001 Going Away, ends the
+Socket.IO sessions after what is queued for them (a long-polling client gets
+the close with its next poll), answering /healthz with 503 meanwhile; then
+it stops accepting and exits 0 once every connection is closed (at most
 --drain later).
 
 Flags:
@@ -176,18 +178,25 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	app.draining.Store(true)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
 	defer cancel()
-	// net/http's Shutdown does not see hijacked connections: close the
-	// WebSockets with 1001, and end the Socket.IO sessions, alongside it.
+	// First the connections net/http does not see: the WebSockets get
+	// 1001, the Socket.IO sessions what is queued for them and a close
+	// (long-polling clients with their next poll). The listener stays
+	// open meanwhile, so polls reach their sessions and /healthz answers
+	// 503 to a load balancer; new WebSockets and Socket.IO sessions are
+	// refused with 503. Then net/http's Shutdown closes the listener and
+	// waits for the requests in flight.
 	shutdowns := []func(context.Context) error{app.echo.Shutdown, app.broadcast.Shutdown, app.chatWS.Shutdown, app.sio.Shutdown}
 	werr := make(chan error, len(shutdowns))
 	for _, f := range shutdowns {
 		go func() { werr <- f(dctx) }()
 	}
-	err = srv.Shutdown(dctx)
 	for range shutdowns {
 		if e := <-werr; err == nil {
 			err = e
 		}
+	}
+	if e := srv.Shutdown(dctx); err == nil {
+		err = e
 	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
