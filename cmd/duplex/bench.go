@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 )
 
 const benchUsage = `Usage: duplex bench SCENARIO [flags] URL
+       duplex bench socketio --mode fanout [flags] URL [URL...]
 
 Loads a WebSocket server (ours or any other) and reports what it sustained.
 A run always ends by itself: after --duration, or once --count operations
@@ -64,13 +66,31 @@ Scenarios:
            latency p50/p90/p99/max and errors; with --server-pid the
            server's CPU per ack and memory per client. --count counts acks.
              duplex bench socketio --conns 1000 http://127.0.0.1:3001/
+           With --mode fanout, a broadcast instead: --conns subscribers,
+           client i on the i-th URL round-robin (several URLs: servers of
+           one cluster), and --publishers clients (default 1) on the first
+           URL, each in a loop: emit --event (default "shout") with a
+           string of --size bytes that starts with its send time (16 hex
+           digits) and an acknowledgement, wait for it, repeat, all of
+           them together at most --rate per second (default 100; 0: as
+           fast as the acknowledgements come). The server must send
+           --recv-event (default "shouted", as the conformance app does)
+           with that string first to every client of the namespace. Reports
+           deliveries/s (received, up to the last delivery), expected
+           deliveries (publishes × subscribers) and lost ones, latency from
+           send to receipt p50/p90/p99/max, and the publishers' acks/s and
+           ack latency. --count counts publishes.
+             duplex bench socketio --mode fanout --conns 1000 --rate 200 \
+               http://127.0.0.1:3001/ http://127.0.0.1:3011/
 
 Only loopback targets (127.0.0.0/8, ::1, localhost) are allowed unless
 --allow-remote is given: load only servers you are responsible for.
 
 --server-pid PID (Linux, a server on this machine) samples /proc/PID/stat and
 /proc/PID/status around the measurement: the server's CPU time per message
-(or handshake, or delivery) and its resident memory. The client's own CPU
+(or handshake, or delivery) and its resident memory. Several PIDs (repeat
+the flag, or PID,PID) are the processes of one cluster: the summary sums
+them, and lists each. The client's own CPU
 time is reported too: if it nears one core per GOMAXPROCS, the load
 generator, not the server, is the limit.
 
@@ -91,6 +111,9 @@ var benchFlagScenarios = map[string][]string{
 	"transport":     {"socketio"},
 	"path":          {"socketio"},
 	"event":         {"socketio"},
+	"mode":          {"socketio"},
+	"publishers":    {"socketio"},
+	"recv-event":    {"socketio"},
 	"pipeline":      {"echo"},
 	"ping-interval": {"idle"},
 	// connect's workers each run one handshake at a time: --conns is its
@@ -102,6 +125,7 @@ var benchFlagScenarios = map[string][]string{
 type benchConfig struct {
 	scenario        string
 	url             string
+	urls            []string // socketio --mode fanout: every URL, url first
 	conns           int
 	duration        time.Duration
 	count           int64
@@ -111,7 +135,7 @@ type benchConfig struct {
 	rate            float64
 	json            bool
 	allowRemote     bool
-	serverPID       int
+	serverPIDs      pidList
 	warmup          time.Duration
 	pipeline        int
 	pingInterval    time.Duration
@@ -122,6 +146,32 @@ type benchConfig struct {
 	transport       string // socketio
 	sioPath         string // socketio
 	event           string // socketio
+	mode            string // socketio: ack or fanout
+	publishers      int    // socketio --mode fanout
+	recvEvent       string // socketio --mode fanout
+}
+
+// pidList is --server-pid: repeatable, and each value may list PIDs
+// separated by commas.
+type pidList []int
+
+func (l *pidList) String() string {
+	s := make([]string, len(*l))
+	for i, pid := range *l {
+		s[i] = strconv.Itoa(pid)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *pidList) Set(v string) error {
+	for f := range strings.SplitSeq(v, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return fmt.Errorf("%q is not a process id", f)
+		}
+		*l = append(*l, pid)
+	}
+	return nil
 }
 
 // defaultConns is --conns per scenario when not given.
@@ -135,26 +185,29 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(fs.Output(), benchUsage)
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&cfg.conns, "conns", 0, "connections (echo, idle), workers (connect) or subscribers (fanout); default 100, idle 1000, connect 10")
+	fs.IntVar(&cfg.conns, "conns", 0, "connections (echo, idle), workers (connect), subscribers (fanout, socketio --mode fanout) or clients (socketio); default 100, idle 1000, connect 10")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to measure (idle: how long to hold the connections)")
-	fs.Int64Var(&cfg.count, "count", 0, "stop after this many messages (echo, fanout) or handshakes (connect); 0: no count, --duration alone")
-	fs.IntVar(&cfg.size, "size", 32, "message size in `bytes` (echo, fanout)")
+	fs.Int64Var(&cfg.count, "count", 0, "stop after this many messages (echo, fanout), handshakes (connect), acks (socketio) or publishes (socketio --mode fanout); 0: no count, --duration alone")
+	fs.IntVar(&cfg.size, "size", 32, "message size in `bytes` (echo, fanout, socketio)")
 	fs.BoolVar(&cfg.binary, "binary", false, "send binary messages instead of text (echo, fanout)")
 	fs.BoolVar(&cfg.deflate, "deflate", false, "offer permessage-deflate compression")
-	fs.Float64Var(&cfg.rate, "rate", 0, "at most this many messages (echo, fanout) or handshakes (idle, connect) per second, all connections together; 0: as fast as possible (fanout: 100)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "at most this many messages (echo, fanout, socketio) or handshakes (idle, connect) per second, all connections together; 0: as fast as possible (fanout, socketio --mode fanout: default 100)")
 	fs.BoolVar(&cfg.json, "json", false, "print the summary as JSON")
 	fs.BoolVar(&cfg.allowRemote, "allow-remote", false, "allow a target that is not a loopback address")
-	fs.IntVar(&cfg.serverPID, "server-pid", 0, "`PID` of the server, on this machine (Linux): report its CPU time and memory")
-	fs.DurationVar(&cfg.warmup, "warmup", 0, "run this long before measuring (echo, connect, fanout)")
+	fs.Var(&cfg.serverPIDs, "server-pid", "`PID` of the server, on this machine (Linux): report its CPU time and memory (repeatable, or PID,PID: a cluster's processes, summed)")
+	fs.DurationVar(&cfg.warmup, "warmup", 0, "run this long before measuring (echo, connect, fanout, socketio)")
 	fs.IntVar(&cfg.pipeline, "pipeline", 1, "messages in flight per connection (echo)")
 	fs.DurationVar(&cfg.pingInterval, "ping-interval", 0, "ping every connection this often while holding them (idle); 0: no pings")
-	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 200, "at most this many opening handshakes at a time (echo, idle, fanout)")
-	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "handshake timeout")
+	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 200, "at most this many opening handshakes at a time (echo, idle, fanout, socketio)")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "handshake timeout (socketio --mode fanout: also how long the subscribers may take to get a first broadcast)")
 	fs.BoolVar(&cfg.insecure, "insecure", false, "do not verify the server's TLS certificate (wss://)")
 	fs.Var(&cfg.headers, "H", "extra request header `'Name: value'` (repeatable)")
 	fs.StringVar(&cfg.transport, "transport", "websocket", "Socket.IO transport: websocket, polling or upgrade (polling, then WebSocket) (socketio)")
 	fs.StringVar(&cfg.sioPath, "path", "/socket.io/", "the server's Socket.IO `path` (socketio)")
-	fs.StringVar(&cfg.event, "event", "echo", "the `event` emitted with an acknowledgement, which must carry the payload back (socketio)")
+	fs.StringVar(&cfg.event, "event", "", "the `event` emitted with an acknowledgement (socketio): one whose acknowledgement carries the payload back (default \"echo\"), or with --mode fanout one that broadcasts it (default \"shout\")")
+	fs.StringVar(&cfg.mode, "mode", "ack", "socketio: ack (each client emits --event and waits for the payload back) or fanout (subscribers and publishers: broadcast deliveries)")
+	fs.IntVar(&cfg.publishers, "publishers", 1, "clients that emit --event, on the first URL (socketio --mode fanout)")
+	fs.StringVar(&cfg.recvEvent, "recv-event", "shouted", "the `event` the server broadcasts, the payload its first argument (socketio --mode fanout)")
 
 	if len(args) == 0 {
 		fs.Usage()
@@ -174,11 +227,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		fmt.Fprintf(stderr, "duplex bench %s takes one URL, got %d arguments\nUsage: duplex bench SCENARIO [flags] URL (duplex help bench)\n", cfg.scenario, len(rest))
+	if len(rest) == 0 || len(rest) > 1 && (cfg.scenario != "socketio" || cfg.mode != "fanout") {
+		fmt.Fprintf(stderr, "duplex bench %s takes one URL, got %d arguments (several only with socketio --mode fanout)\nUsage: duplex bench SCENARIO [flags] URL (duplex help bench)\n", cfg.scenario, len(rest))
 		return errUsage
 	}
-	cfg.url = rest[0]
+	cfg.url, cfg.urls = rest[0], rest
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if err := cfg.validate(set); err != nil {
@@ -203,8 +256,22 @@ func (cfg *benchConfig) validate(set map[string]bool) error {
 	if cfg.conns == 0 {
 		cfg.conns = defaultConns[cfg.scenario]
 	}
-	if cfg.scenario == "fanout" && !set["rate"] {
+	sioFanout := cfg.scenario == "socketio" && cfg.mode == "fanout"
+	if (cfg.scenario == "fanout" || sioFanout) && !set["rate"] {
 		cfg.rate = 100
+	}
+	if cfg.event == "" {
+		cfg.event = "echo"
+		if sioFanout {
+			cfg.event = "shout"
+		}
+	}
+	if cfg.scenario == "socketio" && !sioFanout {
+		for _, name := range []string{"publishers", "recv-event"} {
+			if set[name] {
+				return fmt.Errorf("--%s applies only to socketio --mode fanout", name)
+			}
+		}
 	}
 	switch {
 	case cfg.conns < 0:
@@ -227,10 +294,16 @@ func (cfg *benchConfig) validate(set map[string]bool) error {
 		return fmt.Errorf("--dial-concurrency %d: must be at least 1", cfg.dialConcurrency)
 	case cfg.timeout <= 0:
 		return fmt.Errorf("--timeout %v: must be positive", cfg.timeout)
-	case cfg.serverPID < 0:
-		return fmt.Errorf("--server-pid %d: not a process id", cfg.serverPID)
+	case slices.ContainsFunc(cfg.serverPIDs, func(pid int) bool { return pid <= 0 }):
+		return fmt.Errorf("--server-pid %v: not a process id", cfg.serverPIDs.String())
 	case cfg.scenario == "socketio" && sioTransports[cfg.transport] == nil:
 		return fmt.Errorf("--transport %q: want websocket, polling or upgrade", cfg.transport)
+	case cfg.scenario == "socketio" && cfg.mode != "ack" && cfg.mode != "fanout":
+		return fmt.Errorf("--mode %q: want ack or fanout", cfg.mode)
+	case sioFanout && cfg.publishers < 1:
+		return fmt.Errorf("--publishers %d: must be at least 1", cfg.publishers)
+	case sioFanout && cfg.size < 16:
+		return fmt.Errorf("--size %d: socketio --mode fanout messages start with their send time, 16 hex digits; use --size 16 or more", cfg.size)
 	case cfg.scenario == "fanout" && cfg.rate == 0:
 		return errors.New("--rate 0: fanout needs a message rate (the default is 100 per second)")
 	case cfg.scenario == "fanout" && cfg.size < stampLen(cfg.binary):
@@ -241,7 +314,12 @@ func (cfg *benchConfig) validate(set map[string]bool) error {
 			return fmt.Errorf("-H %q: want 'Name: value'", h)
 		}
 	}
-	return checkTarget(cfg.url, cfg.allowRemote)
+	for _, u := range cfg.urls {
+		if err := checkTarget(u, cfg.allowRemote); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkTarget refuses URLs that are not WebSocket URLs, and hosts that are
@@ -323,6 +401,10 @@ func (cfg *benchConfig) filesNeeded() uint64 {
 	switch cfg.scenario {
 	case "fanout":
 		n++
+	case "socketio":
+		if cfg.mode == "fanout" {
+			n += uint64(cfg.publishers)
+		}
 	case "connect":
 		n *= 2 // a connection closing while the next opens
 	}
@@ -337,13 +419,18 @@ func runBench(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) e
 			cfg.conns, need, soft, hard)
 	}
 	var server *serverProbe
-	if cfg.serverPID > 0 {
-		server, err = newServerProbe(cfg.serverPID)
+	for _, pid := range cfg.serverPIDs {
+		p, err := newServerProbe(pid)
 		if err != nil {
-			return fmt.Errorf("--server-pid %d: %w", cfg.serverPID, err)
+			return fmt.Errorf("--server-pid %d: %w", pid, err)
 		}
-		if lim := procOpenFileLimit(cfg.serverPID); lim >= 0 && lim < int64(cfg.conns)+16 {
-			fmt.Fprintf(stderr, "warning: the server (pid %d) may open only %d files: it cannot hold %d connections; raise its limit (ulimit -n)\n", cfg.serverPID, lim, cfg.conns)
+		if server == nil {
+			server = p
+		} else {
+			server.more = append(server.more, p)
+		}
+		if lim := procOpenFileLimit(pid); lim >= 0 && lim < int64(cfg.conns)+16 {
+			fmt.Fprintf(stderr, "warning: the server (pid %d) may open only %d files: it cannot hold %d connections; raise its limit (ulimit -n)\n", pid, lim, cfg.conns)
 		}
 	}
 	sum := &benchSummary{
@@ -359,6 +446,12 @@ func runBench(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) e
 	if cfg.scenario == "echo" {
 		sum.Pipeline = cfg.pipeline
 	}
+	if cfg.scenario == "socketio" {
+		sum.Mode = cfg.mode
+		if len(cfg.urls) > 1 {
+			sum.URLs = cfg.urls
+		}
+	}
 	r := &benchRun{cfg: cfg, sum: sum, prog: newProgress(stderr), server: server, client: newClientProbe()}
 	switch cfg.scenario {
 	case "echo":
@@ -370,7 +463,11 @@ func runBench(ctx context.Context, cfg *benchConfig, stdout, stderr io.Writer) e
 	case "fanout":
 		err = r.fanout(ctx)
 	case "socketio":
-		err = r.socketio(ctx)
+		if cfg.mode == "fanout" {
+			err = r.sioFanout(ctx)
+		} else {
+			err = r.socketio(ctx)
+		}
 	}
 	r.prog.end()
 	if err != nil {
@@ -397,7 +494,7 @@ type benchRun struct {
 	cfg    *benchConfig
 	sum    *benchSummary
 	prog   *progress
-	server *serverProbe // nil without --server-pid
+	server *serverProbe // nil without --server-pid; its more are the other PIDs
 	client *clientProbe // nil where /proc is missing
 	failed string       // set by a scenario that ran but achieved nothing: the exit status is 1
 }

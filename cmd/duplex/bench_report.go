@@ -12,19 +12,23 @@ import (
 // benchSummary is the result of a run, printed as a table or as JSON
 // (--json). The JSON field names are part of the command's interface:
 // scripts compare runs with them. Exactly one of the scenario sections
-// (Echo, Idle, Connect, Fanout) is set.
+// (Echo, Idle, Connect, Fanout, SocketIO) is set, but for socketio --mode
+// fanout, which sets SocketIO (the publishers' acks) and Fanout (the
+// deliveries).
 type benchSummary struct {
-	Scenario   string  `json:"scenario"`
-	URL        string  `json:"url"`
-	Conns      int     `json:"conns"`
-	Size       int     `json:"size,omitempty"`
-	Binary     bool    `json:"binary"`
-	Deflate    bool    `json:"deflate"`
-	Extensions string  `json:"extensions,omitempty"` // as negotiated by the first connection
-	Rate       float64 `json:"rate,omitempty"`
-	Pipeline   int     `json:"pipeline,omitempty"`
-	Seconds    float64 `json:"seconds"`    // the measured time (idle: the hold)
-	StoppedBy  string  `json:"stopped_by"` // duration, count or interrupt
+	Scenario   string   `json:"scenario"`
+	URL        string   `json:"url"`
+	URLs       []string `json:"urls,omitempty"` // socketio --mode fanout with several URLs: all of them, url first
+	Mode       string   `json:"mode,omitempty"` // socketio: ack or fanout
+	Conns      int      `json:"conns"`
+	Size       int      `json:"size,omitempty"`
+	Binary     bool     `json:"binary"`
+	Deflate    bool     `json:"deflate"`
+	Extensions string   `json:"extensions,omitempty"` // as negotiated by the first connection
+	Rate       float64  `json:"rate,omitempty"`
+	Pipeline   int      `json:"pipeline,omitempty"`
+	Seconds    float64  `json:"seconds"`    // the measured time (idle: the hold)
+	StoppedBy  string   `json:"stopped_by"` // duration, count or interrupt
 
 	Dial     *dialSummary    `json:"dial,omitempty"`
 	Echo     *echoSummary    `json:"echo,omitempty"`
@@ -100,6 +104,10 @@ type serverSummary struct {
 	RSSUnloadedKiB int64   `json:"rss_unloaded_kib,omitempty"` // socketio: before the clients connected
 	Threads        int64   `json:"threads"`
 	Error          string  `json:"error,omitempty"` // the second sample failed (the server exited?)
+
+	// With several --server-pid, the fields above are the processes'
+	// sums (pid the first one's) and Processes holds each.
+	Processes []*serverSummary `json:"processes,omitempty"`
 }
 
 // clientSummary is this process's CPU time during the measurement.
@@ -112,7 +120,8 @@ type clientSummary struct {
 type serverProbe struct {
 	pid      int
 	before   procSample
-	unloaded int64 // RSS in KiB before the load connected; 0 if not sampled
+	unloaded int64          // RSS in KiB before the load connected; 0 if not sampled
+	more     []*serverProbe // the other processes of a cluster (several --server-pid)
 }
 
 func newServerProbe(pid int) (*serverProbe, error) {
@@ -131,14 +140,52 @@ func (p *serverProbe) begin() {
 	if s, err := readProc(p.pid); err == nil {
 		p.before = s
 	}
+	for _, q := range p.more {
+		q.begin()
+	}
 }
 
 // finish takes the second sample and digests both: CPU time per op, and
-// memory per connection if conns > 0.
+// memory per connection if conns > 0. With more processes, it sums them.
 func (p *serverProbe) finish(ops int64, op string, conns int64) *serverSummary {
 	if p == nil {
 		return nil
 	}
+	if len(p.more) == 0 {
+		return p.finishOne(ops, op, conns)
+	}
+	sum := &serverSummary{PID: p.pid}
+	var cpu float64
+	for _, q := range append([]*serverProbe{p}, p.more...) {
+		s := q.finishOne(ops, op, 0)
+		sum.Processes = append(sum.Processes, s)
+		if s.Error != "" && sum.Error == "" {
+			sum.Error = fmt.Sprintf("pid %d: %s", q.pid, s.Error)
+		}
+		cpu += s.CPUSeconds
+		sum.RSSBeforeKiB += s.RSSBeforeKiB
+		sum.RSSAfterKiB += s.RSSAfterKiB
+		sum.RSSPeakKiB += s.RSSPeakKiB
+		sum.RSSUnloadedKiB += q.unloaded
+		sum.Threads += s.Threads
+	}
+	sum.CPUSeconds = round3(cpu)
+	if ops > 0 {
+		sum.Op = op
+		sum.CPUUSPerOp = round3(cpu * 1e6 / float64(ops))
+	}
+	base := sum.RSSBeforeKiB
+	if sum.RSSUnloadedKiB > 0 {
+		base = sum.RSSUnloadedKiB
+	}
+	if conns > 0 && sum.Error == "" {
+		sum.RSSPerConnKiB = round1(float64(sum.RSSAfterKiB-base) / float64(conns))
+	}
+	return sum
+}
+
+// finishOne is finish for p alone.
+func (p *serverProbe) finishOne(ops int64, op string, conns int64) *serverSummary {
 	sum := &serverSummary{PID: p.pid, RSSBeforeKiB: p.before.rssKiB}
 	after, err := readProc(p.pid)
 	if err != nil {
@@ -170,6 +217,9 @@ func (p *serverProbe) markUnloaded() {
 	}
 	if s, err := readProc(p.pid); err == nil {
 		p.unloaded = s.rssKiB
+	}
+	for _, q := range p.more {
+		q.markUnloaded()
 	}
 }
 
@@ -219,6 +269,22 @@ func (s *benchSummary) print(w io.Writer) {
 		what = fmt.Sprintf("%s workers", commas(int64(s.Conns)))
 	case "fanout":
 		what = fmt.Sprintf("%s subscribers, %v messages/s", commas(int64(s.Conns)), s.Rate)
+	case "socketio":
+		if s.Mode == "fanout" {
+			servers := ""
+			if len(s.URLs) > 1 {
+				servers = fmt.Sprintf(" over %d URLs", len(s.URLs))
+			}
+			rate := "as fast as acknowledged"
+			if s.Rate > 0 {
+				rate = fmt.Sprintf("at most %v messages/s", s.Rate)
+			}
+			pubs := 0
+			if s.SocketIO != nil {
+				pubs = s.SocketIO.Publishers
+			}
+			what = fmt.Sprintf("%s subscribers%s, %d publishers %s", commas(int64(s.Conns)), servers, pubs, rate)
+		}
 	}
 	if s.Size > 0 || s.Scenario == "echo" || s.Scenario == "fanout" {
 		kind := "text"
@@ -230,10 +296,16 @@ func (s *benchSummary) print(w io.Writer) {
 	if s.Pipeline > 1 {
 		what += fmt.Sprintf(", %d in flight each", s.Pipeline)
 	}
-	if s.Rate > 0 && s.Scenario != "fanout" {
+	if s.Rate > 0 && s.Scenario != "fanout" && s.Mode != "fanout" {
 		what += fmt.Sprintf(", at most %v/s", s.Rate)
 	}
-	row("scenario", "%s %s", s.Scenario, s.URL)
+	if len(s.URLs) > 1 {
+		row("scenario", "%s --mode %s %s", s.Scenario, s.Mode, strings.Join(s.URLs, " "))
+	} else if s.Mode == "fanout" {
+		row("scenario", "%s --mode %s %s", s.Scenario, s.Mode, s.URL)
+	} else {
+		row("scenario", "%s %s", s.Scenario, s.URL)
+	}
 	row("load", "%s", what)
 	if s.Extensions != "" {
 		row("extensions", "%s", s.Extensions)
@@ -255,12 +327,18 @@ func (s *benchSummary) print(w io.Writer) {
 			row("  failures", "%s", formatReasons(d.Failures))
 		}
 	}
-	if e := s.SocketIO; e != nil {
+	if e := s.SocketIO; e != nil && s.Mode != "fanout" {
 		row("acks", "%s acknowledged (%q over %s): %s/s", commas(e.Acks), e.Event, e.Transport, commas(int64(e.AcksPerSec)))
 		if e.Latency != nil {
 			row("latency", "%s", fmtLatency(e.Latency, true))
 		}
 		row("errors", "%s", fmtErrors(e.Errors, e.ErrorReasons))
+	}
+	if e := s.SocketIO; e != nil && s.Mode == "fanout" {
+		row("publishes", "%s acknowledged (%q over %s, %q received): %s/s", commas(e.Acks), e.Event, e.Transport, e.RecvEvent, commas(int64(e.AcksPerSec)))
+		if e.Latency != nil {
+			row("ack latency", "%s", fmtLatency(e.Latency, true))
+		}
 	}
 	if e := s.Echo; e != nil {
 		row("messages", "%s echoed: %s/s, %s/s each way", commas(e.Messages), commas(int64(e.MessagesPerSec)), fmtBytes(e.BytesPerSec))
@@ -313,9 +391,15 @@ func (s *benchSummary) print(w io.Writer) {
 				line += fmt.Sprintf(" (%s per %s)", fmtUS(v.CPUUSPerOp), v.Op)
 			}
 			line += fmt.Sprintf("; RSS %s → %s (peak %s), %d threads", fmtKiB(v.RSSBeforeKiB), fmtKiB(v.RSSAfterKiB), fmtKiB(v.RSSPeakKiB), v.Threads)
+			if len(v.Processes) > 0 {
+				line = fmt.Sprintf("%d processes", len(v.Processes)) + strings.TrimPrefix(line, fmt.Sprintf("pid %d", v.PID))
+			}
 			row("server", "%s", line)
 			if v.RSSPerConnKiB != 0 {
 				row("  memory", "%.1f KiB per connection", v.RSSPerConnKiB)
+			}
+			for _, p := range v.Processes {
+				row(fmt.Sprintf("  pid %d", p.PID), "CPU %.2f s; RSS %s → %s (peak %s)", p.CPUSeconds, fmtKiB(p.RSSBeforeKiB), fmtKiB(p.RSSAfterKiB), fmtKiB(p.RSSPeakKiB))
 			}
 		}
 	}

@@ -26,10 +26,15 @@ type sioLoad struct {
 	live   atomic.Int64
 }
 
+// sioSummary is the socketio scenario's section. With --mode fanout it
+// describes the publishers (their acks, ack latency), and the deliveries
+// are in the summary's fanout section, errors included.
 type sioSummary struct {
 	Event        string           `json:"event"`
 	Transport    string           `json:"transport"`
-	Acks         int64            `json:"acks"` // acknowledged with the payload sent
+	RecvEvent    string           `json:"recv_event,omitempty"` // --mode fanout
+	Publishers   int              `json:"publishers,omitempty"` // --mode fanout
+	Acks         int64            `json:"acks"`                 // acknowledged with the payload sent (fanout: acknowledged at all)
 	AcksPerSec   float64          `json:"acks_per_sec"`
 	Latency      *latencySummary  `json:"latency,omitempty"`
 	Errors       int64            `json:"errors"`
@@ -48,75 +53,15 @@ var sioTransports = map[string][]string{
 // payload back (the conformance app's and duplex serve's "echo").
 func (r *benchRun) socketio(ctx context.Context) error {
 	cfg := r.cfg
-	u, _ := url.Parse(cfg.url) // checked by validate
-	nsp := u.Path
-	if nsp == "" {
-		nsp = "/"
-	}
-	u.Path = "/"
-	switch u.Scheme { // Engine.IO begins over HTTP
-	case "ws":
-		u.Scheme = "http"
-	case "wss":
-		u.Scheme = "https"
-	}
-	eopts := &engineio.DialOptions{Transports: sioTransports[cfg.transport], Header: make(http.Header)}
-	for _, h := range cfg.headers {
-		name, value, _ := strings.Cut(h, ":")
-		eopts.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
-	opts := &socketio.ClientOptions{
-		Path:           cfg.sioPath,
-		Engine:         eopts,
-		Reconnection:   &socketio.Reconnection{Disable: true},
-		ConnectTimeout: cfg.timeout,
-	}
-
 	r.server.markUnloaded()
-	var established, failed atomic.Int64
-	var dialFailures reasons
-	dialHist := &histogram{}
+	d := newSIODialer(cfg)
 	r.prog.start(func() string {
-		return fmt.Sprintf("socketio: connecting %s/%s, %s failed", commas(established.Load()), commas(int64(cfg.conns)), commas(failed.Load()))
+		return fmt.Sprintf("socketio: connecting %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count()))
 	})
-	clients := make([]*socketio.ClientSocket, cfg.conns)
-	sem := make(chan struct{}, cfg.dialConcurrency)
-	var dwg sync.WaitGroup
-	for i := range clients {
-		if ctx.Err() != nil {
-			break
-		}
-		sem <- struct{}{}
-		dwg.Go(func() {
-			defer func() { <-sem }()
-			dctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-			defer cancel()
-			t0 := time.Now()
-			s, err := socketio.Dial(dctx, u.String()+strings.TrimPrefix(nsp, "/"), nil, opts)
-			if err != nil {
-				failed.Add(1)
-				dialFailures.add(sioFailure(err))
-				return
-			}
-			dialHist.record(time.Since(t0))
-			established.Add(1)
-			clients[i] = s
-		})
-	}
-	dwg.Wait()
+	live := d.dialAll(ctx, cfg.urls, cfg.conns, nil)
 	r.prog.end()
-	var live []*socketio.ClientSocket
-	for _, c := range clients {
-		if c != nil {
-			live = append(live, c)
-		}
-	}
-	r.sum.Dial = &dialSummary{Established: established.Load(), Failed: failed.Load(), Failures: dialFailures.snapshot(), Handshake: dialHist.summary()}
-	defer func() {
-		for _, c := range live {
-			_ = c.Manager().Close()
-		}
-	}()
+	r.sum.Dial = d.summary()
+	defer closeSIO(live)
 	if len(live) == 0 {
 		r.failed = "no client connected"
 		return nil
@@ -169,6 +114,111 @@ func (r *benchRun) socketio(ctx context.Context) error {
 	}
 	r.sum.SocketIO = ss
 	return nil
+}
+
+// sioDialer opens Socket.IO clients and records how the handshakes went.
+type sioDialer struct {
+	cfg         *benchConfig
+	opts        *socketio.ClientOptions
+	handshake   histogram
+	failures    reasons
+	established atomic.Int64
+}
+
+func newSIODialer(cfg *benchConfig) *sioDialer {
+	eopts := &engineio.DialOptions{Transports: sioTransports[cfg.transport], Header: make(http.Header)}
+	for _, h := range cfg.headers {
+		name, value, _ := strings.Cut(h, ":")
+		eopts.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	return &sioDialer{cfg: cfg, opts: &socketio.ClientOptions{
+		Path:           cfg.sioPath,
+		Engine:         eopts,
+		Reconnection:   &socketio.Reconnection{Disable: true},
+		ConnectTimeout: cfg.timeout,
+	}}
+}
+
+// sioURL turns a bench URL into what socketio.Dial takes: an http(s)
+// URL whose path is the namespace.
+func sioURL(raw string) string {
+	u, _ := url.Parse(raw) // checked by validate
+	nsp := u.Path
+	if nsp == "" {
+		nsp = "/"
+	}
+	u.Path = nsp
+	switch u.Scheme { // Engine.IO begins over HTTP
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	}
+	return u.String()
+}
+
+// dialAll opens n clients, client i on urls[i % len(urls)], at most
+// --dial-concurrency at a time, and calls opened, if not nil, on each as
+// soon as it is connected. It returns the clients that connected.
+func (d *sioDialer) dialAll(ctx context.Context, urls []string, n int, opened func(i int, c *socketio.ClientSocket)) []*socketio.ClientSocket {
+	targets := make([]string, len(urls))
+	for i, u := range urls {
+		targets[i] = sioURL(u)
+	}
+	clients := make([]*socketio.ClientSocket, n)
+	sem := make(chan struct{}, d.cfg.dialConcurrency)
+	var wg sync.WaitGroup
+	for i := range clients {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, d.cfg.timeout)
+			defer cancel()
+			t0 := time.Now()
+			s, err := socketio.Dial(dctx, targets[i%len(targets)], nil, d.opts)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.failures.add(sioFailure(err))
+				}
+				return
+			}
+			d.handshake.record(time.Since(t0))
+			d.established.Add(1)
+			if opened != nil {
+				opened(i, s)
+			}
+			clients[i] = s
+		})
+	}
+	wg.Wait()
+	var live []*socketio.ClientSocket
+	for _, c := range clients {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	return live
+}
+
+func (d *sioDialer) summary() *dialSummary {
+	return &dialSummary{Established: d.established.Load(), Failed: d.failures.count(), Failures: d.failures.snapshot(), Handshake: d.handshake.summary()}
+}
+
+// closeSIO closes the clients' connections.
+func closeSIO(clients []*socketio.ClientSocket) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, closeConcurrency)
+	for _, c := range clients {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_ = c.Manager().Close()
+		})
+	}
+	wg.Wait()
 }
 
 // run is one client's closed loop: emit with an ack, check the payload

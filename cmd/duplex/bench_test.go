@@ -141,6 +141,71 @@ func TestBenchSocketIO(t *testing.T) {
 	}
 }
 
+// TestBenchSocketIOFanout runs socketio --mode fanout against one
+// Socket.IO server behind two listeners, so that the subscribers spread
+// over two URLs of one namespace, as over the servers of a cluster.
+func TestBenchSocketIOFanout(t *testing.T) {
+	srv, err := socketio.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.OnConnection(func(s *socketio.Socket) {
+		s.On("shout", func(s *socketio.Socket, e *socketio.Event) {
+			_ = s.Namespace().Emit("shouted", e.Raw(0), s.ID())
+			_ = e.Ack(true)
+		})
+	})
+	hs1, hs2 := httptest.NewServer(srv), httptest.NewServer(srv)
+	defer hs1.Close()
+	defer hs2.Close()
+	defer srv.Close()
+	pid := ""
+	if runtime.GOOS == "linux" {
+		pid = fmt.Sprint(os.Getpid())
+	}
+	for _, rate := range []string{"200", "0"} {
+		args := []string{"socketio", "--mode", "fanout", "--conns", "5", "--publishers", "2", "--rate", rate, "--count", "20"}
+		if pid != "" {
+			args = append(args, "--server-pid", pid+","+pid)
+		}
+		s := runBenchJSON(t, append(args, hs1.URL+"/", hs2.URL+"/")...)
+		checkDial(t, s.Dial, 7) // subscribers and publishers
+		f, e := s.Fanout, s.SocketIO
+		if s.StoppedBy != "count" || s.Mode != "fanout" || len(s.URLs) != 2 || f == nil || e == nil ||
+			f.Subscribers != 5 || f.Sent != 20 || f.Expected != 100 || f.Received != 100 || f.Lost != 0 || f.Errors != 0 || f.DeliveriesPerSec <= 0 {
+			t.Fatalf("rate %s: stopped by %q, fanout %+v, socketio %+v; want 20 messages to 5 subscribers, all delivered", rate, s.StoppedBy, f, e)
+		}
+		if e.Event != "shout" || e.RecvEvent != "shouted" || e.Publishers != 2 || e.Acks != 20 || e.Errors != 0 {
+			t.Errorf("rate %s: socketio %+v; want 2 publishers, 20 shouts acknowledged", rate, e)
+		}
+		checkLatency(t, "delivery", f.Latency)
+		checkLatency(t, "ack", e.Latency)
+		if pid != "" {
+			checkServer(t, s.Server, pid)
+			if len(s.Server.Processes) != 2 || s.Server.Op != "delivery" {
+				t.Errorf("server %+v: want 2 processes summed, CPU per delivery", s.Server)
+			}
+		}
+	}
+
+	// The table, and a server that broadcasts something else: errors and
+	// losses, not a hang.
+	var out, errOut bytes.Buffer
+	code := run([]string{"bench", "socketio", "--mode", "fanout", "--conns", "2", "--count", "5", hs1.URL + "/", hs2.URL + "/"}, strings.NewReader(""), &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	for _, want := range []string{"socketio --mode fanout " + hs1.URL + "/ " + hs2.URL + "/", "2 subscribers over 2 URLs", "5 acknowledged", "10 of 10 expected (0 lost)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	s := runBenchJSON(t, "socketio", "--mode", "fanout", "--conns", "2", "--duration", "300ms", "--timeout", "1s", "--recv-event", "nothing", hs1.URL+"/")
+	if f := s.Fanout; f == nil || f.Subscribers != 0 || f.Errors != 2 {
+		t.Errorf("fanout %+v: want 2 subscribers that never got a broadcast", f)
+	}
+}
+
 func TestBenchEchoDetectsBadEcho(t *testing.T) {
 	base, _ := startBenchServer(t)
 	s := runBenchJSON(t, "echo", "--conns", "3", "--duration", "300ms", base+"/ws/broadcast")
@@ -287,6 +352,13 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "echo", "--nope", closed}, 2, "not defined"},
 		{[]string{"bench", "socketio", "--conns", "2", "--timeout", "1s", closed}, 1, "no client connected"},
 		{[]string{"bench", "socketio", "--transport", "carrier-pigeon", closed}, 1, "--transport"},
+		{[]string{"bench", "socketio", "--mode", "nope", closed}, 1, "--mode"},
+		{[]string{"bench", "socketio", "--publishers", "2", closed}, 1, "only to socketio --mode fanout"},
+		{[]string{"bench", "socketio", closed, closed}, 2, "takes one URL"},
+		{[]string{"bench", "socketio", "--mode", "fanout", "--size", "8", closed}, 1, "--size 16"},
+		{[]string{"bench", "socketio", "--mode", "fanout", closed, "http://192.0.2.1/"}, 1, "not a loopback address"},
+		{[]string{"bench", "socketio", "--mode", "fanout", "--conns", "2", "--timeout", "1s", closed}, 1, "no subscriber connected"},
+		{[]string{"bench", "echo", "--server-pid", "1,x", closed}, 2, "not a process id"},
 		{[]string{"bench", "echo", "--event", "x", closed}, 1, "--event does not apply"},
 		{[]string{"bench", "idle", "--pipeline", "2", closed}, 1, "--pipeline does not apply to idle"},
 		{[]string{"bench", "connect", "--size", "2", closed}, 1, "--size does not apply"},
