@@ -463,8 +463,23 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		return nil
 	}
+	if c.pausing {
+		// An upgrade is under way and polling has stopped for it: the
+		// upgrade sends what is queued over the WebSocket, then closes
+		// (it sees stateClosing); the timer bounds it.
+		c.armCloseTimerLocked()
+		c.mu.Unlock()
+		return nil
+	}
 	conn := c.ws
 	c.mu.Unlock()
+	c.closeAfterFlush(conn)
+	return nil
+}
+
+// closeAfterFlush closes the client with ReasonForcedClose once conn has
+// written what is queued (for a second at most).
+func (c *Client) closeAfterFlush(conn *ws.Conn) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -476,7 +491,6 @@ func (c *Client) Close() error {
 		}
 		c.closeWith(ReasonForcedClose, nil)
 	}()
-	return nil
 }
 
 // closeWith closes the client once, for reason.
@@ -798,9 +812,12 @@ func (c *Client) upgrade() {
 		}
 	}
 	c.queue, c.queued = nil, 0
+	closing := c.state == stateClosing // Close came during the upgrade
 	c.mu.Unlock()
 	if err != nil {
 		c.closeWith(ReasonTransportError, err)
+	} else if closing {
+		c.closeAfterFlush(conn)
 	}
 	c.deliverMu.Lock()
 	if f := c.opts.OnUpgrade; f != nil && !c.closed.Load() {

@@ -270,8 +270,9 @@ func (s *Server) Close() error {
 // closes every session with ReasonServerShutdown after what is queued for
 // it. A WebSocket gets its queued messages, then a close with 1001 Going
 // Away; a long-polling client gets its queued messages and a close packet
-// with its next poll (at once if one is waiting), so that it sees the
-// server close rather than an unknown session. Shutdown waits for the
+// with its next poll (at once if one is waiting; a client that does not
+// poll within a second is closed), so that it sees the server close
+// rather than an unknown session. Shutdown waits for the
 // sessions to close; when ctx is done first, it closes the rest at once,
 // as Close does, and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {

@@ -101,6 +101,10 @@ const (
 	stateClosed
 )
 
+// shutdownPollWait bounds how long Server.Shutdown waits for the next
+// poll of a long-polling client to give it its close packet.
+const shutdownPollWait = time.Second
+
 // closeMode says how a session closes.
 type closeMode int
 
@@ -357,17 +361,24 @@ func (s *Session) closeWith(reason CloseReason, err error, mode closeMode) {
 		s.mu.Unlock()
 		return
 	}
-	if mode == closeGraceful && s.ws == nil && s.poll == nil {
+	if mode == closeGraceful && s.ws == nil && s.poll == nil && !s.upgrading {
 		// Long-polling and no poll waiting: the next poll takes what is
 		// queued and the close packet (as Node's engine.io, so that the
-		// client sees a close, not an unknown session).
+		// client sees a close, not an unknown session). A client in the
+		// middle of an upgrade polls no more: it is closed at once.
 		s.state = stateClosing
 		s.reason, s.closeErr = reason, err
 		s.queue = append(s.queue, Packet{Type: PacketClose})
 		s.stopTimerLocked()
 		s.timerGen++
 		gen := s.timerGen
-		s.timer = time.AfterFunc(s.srv.opts.PingTimeout, func() { s.onTimer(gen) })
+		wait := s.srv.opts.PingTimeout
+		if reason == ReasonServerShutdown {
+			// A live client polls again at once; one that does not within
+			// shutdownPollWait is gone, and does not hold the shutdown.
+			wait = min(wait, shutdownPollWait)
+		}
+		s.timer = time.AfterFunc(wait, func() { s.onTimer(gen) })
 		s.mu.Unlock()
 		return
 	}

@@ -46,6 +46,13 @@ type ClientOptions struct {
 	// ConnectTimeout bounds each attempt to open the connection. Zero
 	// means 20 seconds.
 	ConnectTimeout time.Duration
+	// NoAutoConnect makes Manager.Socket return a socket that connects
+	// only when its Connect is called (socket.io-client's autoConnect:
+	// false). A socket connects on a goroutine of its own, so without it
+	// an event the server sends on connection may arrive before the
+	// handlers installed after Socket returns: set it, install them, then
+	// call Connect.
+	NoAutoConnect bool
 	// MaxBufferedEmits bounds the events a socket keeps while it is not
 	// connected, to send once it is. Zero means 1024.
 	MaxBufferedEmits int
@@ -143,7 +150,8 @@ func NewManager(rawURL string, opts *ClientOptions) (*Manager, error) {
 
 // Socket returns the manager's socket for namespace nsp ("/" by
 // default), connecting it with auth as its CONNECT payload (nil for none;
-// else a value that encodes to a JSON object).
+// else a value that encodes to a JSON object), unless
+// ClientOptions.NoAutoConnect is set.
 func (m *Manager) Socket(nsp string, auth any) *ClientSocket {
 	if nsp == "" || nsp[0] != '/' {
 		nsp = "/" + nsp
@@ -162,7 +170,9 @@ func (m *Manager) Socket(nsp string, auth any) *ClientSocket {
 		m.sockets[nsp] = s
 	}
 	m.mu.Unlock()
-	s.Connect()
+	if !m.opts.NoAutoConnect {
+		s.Connect()
+	}
 	return s
 }
 
@@ -430,7 +440,9 @@ type ClientSocket struct {
 // none) and returns its socket once it is connected, or the server's
 // refusal (a *ConnectError) or the connection's error. The socket's
 // manager reconnects it after a lost connection; close it with
-// s.Manager().Close().
+// s.Manager().Close(). Handlers installed after Dial returns may miss the
+// events the server sends on connection; to catch those, use NewManager
+// with NoAutoConnect, Manager.Socket, On, then Connect.
 func Dial(ctx context.Context, rawURL string, auth any, opts *ClientOptions) (*ClientSocket, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {

@@ -72,7 +72,9 @@ func TestClientEventsAndAcks(t *testing.T) {
 			hello := make(chan []byte, 1)
 			ctx, cancel := context.WithTimeout(context.Background(), step)
 			defer cancel()
-			m, err := NewManager(url, &ClientOptions{Engine: &engineio.DialOptions{Transports: transports}})
+			// NoAutoConnect: the handlers are in place before the
+			// server's hello can arrive.
+			m, err := NewManager(url, &ClientOptions{NoAutoConnect: true, Engine: &engineio.DialOptions{Transports: transports}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,6 +87,7 @@ func TestClientEventsAndAcks(t *testing.T) {
 				hello <- b
 			})
 			c.On("q", func(c *ClientSocket, q string, ack func(...any)) { ack(q + "ed") })
+			c.Connect()
 			select {
 			case b := <-hello:
 				if !bytes.Equal(b, []byte{9, 8}) {
@@ -245,13 +248,14 @@ func TestClientLargePacket(t *testing.T) {
 	got := make(chan int, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	defer cancel()
-	m, err := NewManager(url, &ClientOptions{Engine: &engineio.DialOptions{Transports: []string{engineio.TransportWebSocket}}})
+	m, err := NewManager(url, &ClientOptions{NoAutoConnect: true, Engine: &engineio.DialOptions{Transports: []string{engineio.TransportWebSocket}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	c := m.Socket("/", nil)
 	c.On("big", func(c *ClientSocket, s string) { got <- len(s) })
+	c.Connect()
 	select {
 	case n := <-got:
 		if n != len(big) {

@@ -166,6 +166,12 @@ func TestSendQueueFull(t *testing.T) {
 					t.Fatalf("message %d of %d: %d bytes, %v", i, sent, len(p), err)
 				}
 			}
+			// The client has every message, but the writer may not have
+			// returned from its last write yet: queued bytes count until
+			// it has.
+			for deadline := time.Now().Add(5 * time.Second); sc.SendQueued() > 0 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 			if err := sc.Send(ws.MessageText, []byte("still open")); err != nil {
 				t.Fatalf("Send after the drop: %v", err)
 			}

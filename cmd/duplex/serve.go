@@ -198,6 +198,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	if e := srv.Shutdown(dctx); err == nil {
 		err = e
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Clients that did not finish in time (a close handshake left
+		// unanswered, a long-polling client that stopped polling) were
+		// closed at once: an expected end of a drain, not a failure.
+		log.Warn("drain time is over: the remaining connections were closed at once", "drain", cfg.drain)
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
