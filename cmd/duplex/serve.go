@@ -147,12 +147,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           app,
-		ReadHeaderTimeout: 10 * time.Second, // slow handshakes (slowloris)
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	srv := newHTTPServer(app, log)
 	scheme := "http"
 	if cfg.tlsCert != "" {
 		scheme = "https"
@@ -210,6 +205,18 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer is the http.Server of duplex serve, with its limits:
+// test/adversarial attacks servers set up the same way.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second, // slow handshakes (slowloris)
+		IdleTimeout:       2 * time.Minute,  // keep-alive connections between requests
+		MaxHeaderBytes:    16 << 10,         // header floods: 431
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for the log line.

@@ -335,3 +335,19 @@ func get(t *testing.T, url string, status int) string {
 	}
 	return string(b)
 }
+
+// TestServeHTTPLimits checks the limits of serve's http.Server that
+// test/adversarial attacks with the same values, shortened: a slow
+// handshake, a header flood, and a keep-alive connection left idle.
+func TestServeHTTPLimits(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadHeaderTimeout > 30*time.Second {
+		t.Errorf("ReadHeaderTimeout %v", srv.ReadHeaderTimeout)
+	}
+	if srv.IdleTimeout <= 0 || srv.IdleTimeout > 5*time.Minute {
+		t.Errorf("IdleTimeout %v: an idle keep-alive connection would stay open", srv.IdleTimeout)
+	}
+	if srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes > 64<<10 {
+		t.Errorf("MaxHeaderBytes %d", srv.MaxHeaderBytes)
+	}
+}
