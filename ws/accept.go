@@ -100,11 +100,22 @@ func (e *HandshakeError) Error() string {
 // version) and returns a *HandshakeError, or the error that stopped the
 // hijack.
 //
-// The connection outlives the handler's http.ResponseWriter: Accept takes
-// the connection from net/http and keeps none of its buffers. The request
-// context ends when the handler returns; pass a context of your own to
-// the connection's methods if the connection is handed to another
-// goroutine.
+// Over HTTP/1.1 the connection outlives the handler's http.ResponseWriter:
+// Accept takes the connection from net/http and keeps none of its buffers.
+// The request context ends when the handler returns; pass a context of
+// your own to the connection's methods if the connection is handed to
+// another goroutine.
+//
+// Over HTTP/2, Accept takes the extended CONNECT of RFC 8441 (:protocol
+// websocket), answers 200 and runs the connection on the request's stream,
+// which net/http does not let go: the connection lives on the handler's
+// ResponseWriter and request body, and the handler must not return before
+// the connection is closed (Close or CloseNow; Server waits by itself).
+// Every Conn feature works the same way over a stream; the Poller cannot
+// hold one (a Server serves it in the portable mode). net/http enables
+// extended CONNECT only with GODEBUG=http2xconnect=1 in the environment at
+// process start (see the package documentation); without it, browsers use
+// HTTP/1.1 for WebSockets.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
 	var o AcceptOptions
 	if opts != nil {
@@ -125,6 +136,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		err = fmt.Errorf("%w (in AcceptOptions.Compression)", err)
 		http.Error(w, "server misconfigured", http.StatusInternalServerError)
 		return nil, err
+	}
+	if isH2Connect(r) {
+		return acceptH2(w, r, &o)
 	}
 	if herr := checkRequest(r, &o); herr != nil {
 		h := w.Header()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -50,6 +51,12 @@ type DialOptions struct {
 	// HandshakeTimeout bounds the whole handshake (dial, proxy, TLS and
 	// HTTP) when ctx has no earlier deadline. Zero means 30 seconds.
 	HandshakeTimeout time.Duration
+
+	// HTTP2, if not nil, runs wss:// dials over HTTP/2 streams (RFC 8441)
+	// on the pool's connections, many WebSockets to a host sharing one,
+	// and falls back to HTTP/1.1 when the server does not take them (see
+	// HTTP2Pool). Nil means HTTP/1.1, a connection per WebSocket.
+	HTTP2 *HTTP2Pool
 
 	// ReadLimit, MaxFragments, CloseTimeout, ReadBufferSize and
 	// WriteBufferSize are as in AcceptOptions.
@@ -125,13 +132,25 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	ctx, cancel := context.WithTimeout(ctx, o.HandshakeTimeout)
 	defer cancel()
 
-	nc, err := dialTransport(ctx, u, secure, &o)
+	if o.HTTP2 != nil && secure {
+		c, resp, err := o.HTTP2.dial(ctx, u, &o)
+		if !errors.Is(err, errUseHTTP1) {
+			return c, resp, err
+		}
+	}
+	nc, err := dialTransport(ctx, u, secure, &o, []string{"http/1.1"})
 	if err != nil {
 		return nil, nil, err
 	}
+	return handshakeOn(ctx, nc, u, &o)
+}
+
+// handshakeOn runs the HTTP/1.1 handshake on nc, bounded by ctx, and
+// closes nc if it fails.
+func handshakeOn(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*Conn, *http.Response, error) {
 	// Bound every read and write of the handshake by ctx.
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(aLongTimeAgo) })
-	c, resp, err := handshake(ctx, nc, u, &o)
+	c, resp, err := handshake(ctx, nc, u, o)
 	if !stop() || err != nil {
 		_ = nc.Close()
 		// A deadline error here is ours, set when ctx ended: report ctx's
@@ -145,8 +164,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 }
 
 // dialTransport connects to the server, through a proxy if one applies, and
-// runs TLS for wss://.
-func dialTransport(ctx context.Context, u *url.URL, secure bool, o *DialOptions) (net.Conn, error) {
+// runs TLS for wss://, offering protos in ALPN.
+func dialTransport(ctx context.Context, u *url.URL, secure bool, o *DialOptions, protos []string) (net.Conn, error) {
 	addr := hostPort(u, secure)
 	proxyReq := &http.Request{URL: &url.URL{Scheme: "http", Host: u.Host}}
 	if secure {
@@ -166,7 +185,7 @@ func dialTransport(ctx context.Context, u *url.URL, secure bool, o *DialOptions)
 		return nil, fmt.Errorf("ws: dial %s: %w", u.Redacted(), err)
 	}
 	if secure {
-		tc, err := tlsClient(ctx, nc, u.Hostname(), o.TLSConfig)
+		tc, err := tlsClient(ctx, nc, u.Hostname(), o.TLSConfig, protos)
 		if err != nil {
 			return nil, fmt.Errorf("ws: dial %s: %w", u.Redacted(), err)
 		}
@@ -185,7 +204,7 @@ func hostPort(u *url.URL, secure bool) string {
 	return net.JoinHostPort(u.Hostname(), "80")
 }
 
-func tlsClient(ctx context.Context, nc net.Conn, host string, cfg *tls.Config) (*tls.Conn, error) {
+func tlsClient(ctx context.Context, nc net.Conn, host string, cfg *tls.Config, protos []string) (*tls.Conn, error) {
 	if cfg == nil {
 		cfg = &tls.Config{}
 	} else {
@@ -194,8 +213,9 @@ func tlsClient(ctx context.Context, nc net.Conn, host string, cfg *tls.Config) (
 	if cfg.ServerName == "" {
 		cfg.ServerName = host
 	}
-	// Only HTTP/1.1 can carry this handshake; an ALPN of h2 would break it.
-	cfg.NextProtos = []string{"http/1.1"}
+	// Only HTTP/1.1 can carry the handshake of RFC 6455; h2 is offered
+	// only by an HTTP2Pool, which runs RFC 8441 when the server picks it.
+	cfg.NextProtos = protos
 	tc := tls.Client(nc, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
@@ -216,7 +236,7 @@ func dialProxy(ctx context.Context, proxy *url.URL, addr string, o *DialOptions)
 		return nil, fmt.Errorf("proxy %s: %w", proxy.Redacted(), err)
 	}
 	if proxy.Scheme == "https" {
-		tc, err := tlsClient(ctx, nc, proxy.Hostname(), o.TLSConfig)
+		tc, err := tlsClient(ctx, nc, proxy.Hostname(), o.TLSConfig, []string{"http/1.1"})
 		if err != nil {
 			return nil, fmt.Errorf("proxy %s: %w", proxy.Redacted(), err)
 		}
@@ -273,44 +293,20 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	case "wss":
 		ru.Scheme = "https"
 	}
+	header, host, offer := requestHeader(u, o)
 	req := &http.Request{
 		Method:     http.MethodGet,
 		URL:        &ru,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
-		Header:     make(http.Header),
-		Host:       u.Host,
-	}
-	for k, vs := range o.Header {
-		if strings.EqualFold(k, "Host") {
-			if len(vs) > 0 {
-				req.Host = vs[0]
-			}
-			continue
-		}
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
+		Header:     header,
+		Host:       host,
 	}
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Key", key)
 	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Del("Sec-WebSocket-Extensions")
-	req.Header.Del("Sec-WebSocket-Protocol")
-	var offer *deflateParams
-	if o.Compression != nil {
-		p := offerDeflate(o.Compression)
-		offer = &p
-		req.Header.Set("Sec-WebSocket-Extensions", p.String())
-	}
-	if len(o.Subprotocols) > 0 {
-		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(o.Subprotocols, ", "))
-	}
-	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", "duplex-ws")
-	}
 	req = req.WithContext(ctx)
 
 	cfg := newConnConfig(o.ReadLimit, o.MaxFragments, o.CloseTimeout, o.ReadBufferSize, o.WriteBufferSize)
@@ -346,6 +342,41 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	return c, resp, nil
 }
 
+// requestHeader builds the handshake's headers shared by HTTP/1.1 and
+// HTTP/2: the caller's, the offers, and a User-Agent. It returns them, the
+// Host to send, and the permessage-deflate offer (nil if none).
+func requestHeader(u *url.URL, o *DialOptions) (http.Header, string, *deflateParams) {
+	header := make(http.Header)
+	host := u.Host
+	for k, vs := range o.Header {
+		if strings.EqualFold(k, "Host") {
+			if len(vs) > 0 {
+				host = vs[0]
+			}
+			continue
+		}
+		for _, v := range vs {
+			header.Add(k, v)
+		}
+	}
+	for _, k := range []string{"Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"} {
+		header.Del(k)
+	}
+	var offer *deflateParams
+	if o.Compression != nil {
+		p := offerDeflate(o.Compression)
+		offer = &p
+		header.Set("Sec-WebSocket-Extensions", p.String())
+	}
+	if len(o.Subprotocols) > 0 {
+		header.Set("Sec-WebSocket-Protocol", strings.Join(o.Subprotocols, ", "))
+	}
+	if header.Get("User-Agent") == "" {
+		header.Set("User-Agent", "duplex-ws")
+	}
+	return header, host, offer
+}
+
 // checkResponse checks the server's answer to the handshake. With a
 // permessage-deflate offer, it returns the negotiated parameters, or nil
 // if the server declined.
@@ -364,6 +395,15 @@ func checkResponse(resp *http.Response, key string, offered []string, offer *def
 	}
 	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), acceptKey(key); got != want {
 		return fail("Sec-WebSocket-Accept is %q, want %q", got, want)
+	}
+	return checkNegotiation(resp, offered, offer)
+}
+
+// checkNegotiation checks the extensions and subprotocol the server chose,
+// over HTTP/1.1 or HTTP/2.
+func checkNegotiation(resp *http.Response, offered []string, offer *deflateParams) (*deflateParams, *DialError) {
+	fail := func(format string, args ...any) (*deflateParams, *DialError) {
+		return nil, &DialError{StatusCode: resp.StatusCode, Header: resp.Header, Reason: fmt.Sprintf(format, args...)}
 	}
 	var params *deflateParams
 	if offer == nil {

@@ -146,10 +146,50 @@
 // $http_host — $host drops the port, and the same-origin check then
 // refuses browsers on a non-default port).
 //
-// Accept needs an HTTP/1.1 connection it can take over (hijack). HTTP/2
-// requests get an error; browsers fall back to HTTP/1.1 for WebSockets
-// unless the server advertises RFC 8441, which this package does not do
-// yet.
+// # HTTP/2 (RFC 8441)
+//
+// Over HTTP/1.1, Accept takes the connection over (hijack). Over HTTP/2 a
+// WebSocket is one stream of the connection, opened by an extended CONNECT
+// (:protocol websocket): Accept answers it with 200 and runs the same Conn
+// on the request body and the ResponseWriter, flushing every frame, so that
+// limits, deflate, the close handshake, contexts and Server's Handler all
+// work as over HTTP/1.1. Three things differ:
+//
+//   - The stream belongs to the handler: the handler must not return before
+//     the Conn is closed. Server does this by itself (its Handler then runs
+//     on the request's goroutine); with Accept, close the Conn (defer
+//     c.CloseNow()) before returning, and do not hand it to a goroutine
+//     that outlives the handler.
+//   - A Poller cannot hold a stream: Server serves it in the portable mode,
+//     and a stream costs two goroutines and a read buffer more than a
+//     hijacked connection (one reads the body, one writes, so that contexts
+//     can interrupt reads and writes without resetting the stream).
+//   - Flow control is HTTP/2's: a stream whose reader falls behind stops
+//     at its window, and net/http's server gives the connection's window
+//     back only as handlers read, so a stalled stream holds up to its
+//     window of the connection's. Keep http.Server.HTTP2's
+//     MaxReceiveBufferPerStream well below MaxReceiveBufferPerConnection
+//     (both default to 1 MiB), e.g. 256 KiB and 4 MiB; and set its
+//     MaxReadFrameSize to 16 KiB, or Go clients hold a 512 KiB send buffer
+//     per stream (see HTTP2Pool).
+//
+// net/http's HTTP/2 server advertises extended CONNECT
+// (SETTINGS_ENABLE_CONNECT_PROTOCOL) only when the environment holds
+// GODEBUG=http2xconnect=1 at process start (Go 1.26; golang/go#71128): a
+// //go:debug directive or os.Setenv in main comes too late. Either start
+// the process with it, or import the package ws/xconnect from main, which
+// sets it before net/http is initialized. Without it, browsers open
+// WebSockets over HTTP/1.1 connections of their own, and Accept answers an
+// HTTP/2 request that is not an extended CONNECT as before (426). A router
+// that matches methods must let CONNECT through to the WebSocket handler
+// ("GET /ws" does not match an extended CONNECT; register "/ws", or
+// "CONNECT /ws" beside it). http.Server's ReadTimeout and WriteTimeout
+// would reset the stream; Accept lifts them for it, as it clears a hijacked
+// connection's deadlines.
+//
+// A client opts in with DialOptions.HTTP2, an HTTP2Pool shared between
+// dials: wss:// WebSockets to one host then share one TCP and TLS
+// connection, and a server without RFC 8441 gets the HTTP/1.1 handshake.
 //
 // # Compression
 //

@@ -118,6 +118,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Handle(r.Context(), c)
 		return
 	}
+	if r.ProtoMajor >= 2 {
+		// An HTTP/2 stream lives on this request's ResponseWriter: serve
+		// it here, and return when it has ended.
+		defer forget()
+		defer closeServed(c)
+		serveHandler(context.Background(), c, s.Handler)
+		return
+	}
 	if s.Poller != nil && s.Poller.hold(c, s.Handler, forget) {
 		return // the poller serves it, and forgets it when it ends
 	}

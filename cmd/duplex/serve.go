@@ -369,6 +369,9 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 		Handler:       echoHandler{log, m.endpoint("echo")},
 		Poller:        s.poller,
 		OnAcceptError: m.countAcceptErrors("echo"),
+		OnAccept: func(r *http.Request, c *ws.Conn) {
+			log.Debug("echo accepted", "proto", r.Proto, "remote", r.RemoteAddr)
+		},
 		Options: &ws.AcceptOptions{
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
@@ -404,6 +407,11 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 	s.mux.Handle("GET /ws/echo", s.echo)
 	s.mux.Handle("GET /ws/broadcast", s.broadcast)
 	s.mux.Handle("GET /ws/chat", s.chatWS)
+	// WebSockets over HTTP/2 (RFC 8441) arrive as extended CONNECTs: with
+	// --tls-cert and GODEBUG=http2xconnect=1 in the environment.
+	s.mux.Handle("CONNECT /ws/echo", s.echo)
+	s.mux.Handle("CONNECT /ws/broadcast", s.broadcast)
+	s.mux.Handle("CONNECT /ws/chat", s.chatWS)
 	s.mux.Handle("/socket.io/", sio)
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.Handle("GET /metrics", m.handler())
