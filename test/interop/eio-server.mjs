@@ -4,7 +4,7 @@
 //   connection {sid, transport}, upgrade {sid, transport},
 //   message {sid, binary, len, sha256}, close {sid, reason}
 // It echoes every message, except the text "close-me", on which it closes
-// the session (socket.close()). pingInterval 200 ms, pingTimeout 400 ms,
+// the session (socket.close()). pingInterval 200 ms, pingTimeout 1500 ms (room for a loaded CI machine),
 // maxHttpBufferSize 1,000,000. The process exits when stdin ends.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -13,7 +13,7 @@ import { Server } from 'engine.io';
 const emit = (ev) => process.stdout.write(JSON.stringify(ev) + '\n');
 
 const httpServer = http.createServer();
-const engine = new Server({ pingInterval: 200, pingTimeout: 400, maxHttpBufferSize: 1e6 });
+const engine = new Server({ pingInterval: 200, pingTimeout: 1500, maxHttpBufferSize: 1e6 });
 engine.attach(httpServer, { path: '/engine.io/' });
 engine.on('connection', (socket) => {
   const sid = socket.id;

@@ -207,7 +207,7 @@ func TestEngineIONodeClient(t *testing.T) {
 	closed := make(chan engineio.CloseReason, 8)
 	srv, err := engineio.NewServer(&engineio.ServerOptions{
 		PingInterval: 200 * time.Millisecond,
-		PingTimeout:  400 * time.Millisecond,
+		PingTimeout:  1500 * time.Millisecond, // room for a loaded CI machine
 		Handler: engineio.HandlerFuncs{
 			Open: func(s *engineio.Session) { opened <- s },
 			Message: func(s *engineio.Session, typ engineio.MessageType, data []byte) {
@@ -369,7 +369,7 @@ func TestEngineIONodeServer(t *testing.T) {
 			if got := c.Transport(); got != m.final {
 				t.Errorf("Transport() = %q, want %q", got, m.final)
 			}
-			// Heartbeats: node pings every 200 ms and closes after 400 ms
+			// Heartbeats: node pings every 200 ms and closes after 1.5 s
 			// without a pong.
 			time.Sleep(700 * time.Millisecond)
 			if err := c.SendText("close-me"); err != nil {
