@@ -175,6 +175,20 @@ func handlerServerWith(t *testing.T, wrap func(net.Listener) net.Listener, handl
 	return srv
 }
 
+// gatedListener hands out accepted connections once gate is closed.
+type gatedListener struct {
+	net.Listener
+	gate <-chan struct{}
+}
+
+func (l gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		<-l.gate
+	}
+	return c, err
+}
+
 // echoUntilClose echoes messages and reports the close it got.
 func echoUntilClose(closes chan<- ws.CloseError) func(ctx context.Context, c *ws.Conn) {
 	return func(ctx context.Context, c *ws.Conn) {
@@ -196,7 +210,13 @@ func echoUntilClose(closes chan<- ws.CloseError) func(ctx context.Context, c *ws
 
 func TestSocketLifecycle(t *testing.T) {
 	closes := make(chan ws.CloseError, 1)
-	srv := handlerServer(t, echoUntilClose(closes))
+	// The server accepts the connection only once the test has seen the
+	// socket CONNECTING; otherwise a busy machine may run the whole
+	// exchange before the test looks.
+	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(openGate)
+	srv := handlerServerWith(t, func(l net.Listener) net.Listener { return gatedListener{l, gate} }, echoUntilClose(closes))
 	var o ws.SocketOptions
 	r := record(&o)
 	afterClose := make(chan ws.ReadyState, 1)
@@ -224,6 +244,7 @@ func TestSocketLifecycle(t *testing.T) {
 	if st := s.ReadyState(); st != ws.StateConnecting {
 		t.Fatalf("state after NewSocket: %v", st)
 	}
+	openGate()
 	r.expect(t,
 		"open OPEN",
 		`message text "hello ✓" OPEN`,

@@ -357,8 +357,10 @@ func TestJetStreamRecoveryAcrossServers(t *testing.T) {
 	must(t, a.srv.To("red").Emit("ev", 5)) // red kept across the servers
 	must(t, b.srv.To("red").Emit("ev", 6))
 	got = append(got, c.next(t, "an event after recovery"), c.next(t, "an event after recovery"))
-	must(t, b.srv.To("red").Volatile().Emit("end"))
-	if e := c.next(t, "end"); e != "end" {
+	// Not volatile: a volatile event may be dropped while the socket
+	// still has data queued, which is what it is for.
+	must(t, b.srv.To("red").Emit("end"))
+	if e, _ := split(t, c.next(t, "end")); e != "end" {
 		t.Errorf("an event more: %q", e)
 	}
 
