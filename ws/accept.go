@@ -79,6 +79,24 @@ type AcceptOptions struct {
 	// SendQueueFull is what a Send over the limit does; the zero value
 	// closes the connection with 1013 Try Again Later.
 	SendQueueFull SendQueuePolicy
+
+	// Heartbeat, if not nil, finds peers that are gone without a word
+	// (a half-open connection: the client's machine lost power, a NAT or
+	// a proxy forgot the flow), which TCP alone notices only after many
+	// minutes, if at all. When nothing has arrived from the peer for
+	// Heartbeat.Interval the server pings it; if still nothing arrives
+	// within Heartbeat.Timeout, or the ping cannot even be written in
+	// that time (the peer reads nothing), the connection is closed
+	// without a close frame: reads return an error that wraps ErrNoPong
+	// and reads as CloseError{Code: StatusAbnormalClosure} (1006). Any
+	// frame from the peer counts, so a busy connection is never pinged,
+	// and a connection waiting in a Poller stays without a goroutine (the
+	// heartbeat is a timer). A dead peer is noticed within Interval +
+	// Timeout of its last frame (twice Interval + Timeout if it last sent
+	// a ping that could not be answered). Nil means no heartbeat, as in
+	// the browser's API and other libraries: the application pings, or
+	// the connection lives until TCP gives up.
+	Heartbeat *Heartbeat
 }
 
 // HandshakeError is a handshake refused because the request is not a valid
@@ -210,6 +228,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		c.deflate = newDeflateState(deflate, false, o.Compression)
 		c.extensions = deflate.String()
 	}
+	c.startKeepalive(o.Heartbeat)
 	return c, nil
 }
 

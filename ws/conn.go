@@ -154,6 +154,9 @@ type Conn struct {
 	// Messages queued by Send.
 	sendQ sendQueueState
 
+	// The server's heartbeat (AcceptOptions.Heartbeat), or nil.
+	ka *keepalive
+
 	// Pings waiting for their pong.
 	pingMu  sync.Mutex
 	pings   map[uint64]chan<- struct{}
@@ -493,6 +496,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		p = p[:c.rd.remaining]
 	}
 	n, err := c.br.Read(p)
+	c.ka.received()
 	c.rd.remaining -= int64(n)
 	if c.rd.masked {
 		c.rd.key = mask(p[:n], c.rd.key)
@@ -715,6 +719,7 @@ func (c *Conn) readHeader() (header, error) {
 		}
 	}
 	_, _ = c.br.Discard(n)
+	c.ka.received()
 	return h, nil
 }
 
@@ -867,10 +872,14 @@ func (c *Conn) readFailed(err error) error {
 	}
 	c.closeMu.Lock()
 	pc := c.peerClose
+	lost := c.ka.lostErr()
 	c.closeMu.Unlock()
-	if pc != nil {
+	switch {
+	case pc != nil:
 		err = *pc
-	} else {
+	case lost != nil:
+		err = &abnormalClosure{lost}
+	default:
 		select {
 		case <-c.closed:
 			err = fmt.Errorf("ws: read from a closed connection: %w", net.ErrClosed)
@@ -1422,6 +1431,7 @@ func (c *Conn) closeConn() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
 		close(c.closed)
+		c.ka.stop()
 		c.readWait.release()
 		c.writeWait.release()
 		if f := c.onClosed.Load(); f != nil {

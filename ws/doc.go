@@ -50,6 +50,10 @@
 //		Heartbeat: &ws.Heartbeat{Interval: 15 * time.Second},
 //	})
 //
+// On the server side, AcceptOptions.Heartbeat pings a client that has been
+// silent for a while and drops it (1006, ErrNoPong) if it does not answer:
+// the half-open connections that TCP alone keeps for hours.
+//
 // # Event style, the poller, and sends that never block
 //
 // A Server with a Handler instead of Handle calls OnOpen, OnMessage, OnError

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/duplexrt/duplex/ws"
 )
@@ -167,4 +168,28 @@ func ExampleCloseStatus() {
 	fmt.Println(ws.CloseStatus(err), errors.As(err, &ce), ce.Reason)
 	// Output:
 	// 4000 true game over
+}
+
+// A server with a heartbeat drops a client that stopped answering: here one
+// that never reads, so it answers no ping.
+func ExampleAcceptOptions_heartbeat() {
+	ended := make(chan error, 1)
+	srv := httptest.NewServer(&ws.Server{
+		Options: &ws.AcceptOptions{
+			// In production: tens of seconds (duplex serve: 25 s and 20 s).
+			Heartbeat: &ws.Heartbeat{Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond},
+		},
+		Handler: ws.HandlerFuncs{Close: func(c *ws.Conn, err error) { ended <- err }},
+	})
+	defer srv.Close()
+
+	c, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.CloseNow()
+	err = <-ended
+	fmt.Println(errors.Is(err, ws.ErrNoPong), ws.CloseStatus(err))
+	// Output: true 1006 abnormal closure
 }

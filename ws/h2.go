@@ -105,6 +105,7 @@ func acceptH2(w http.ResponseWriter, r *http.Request, o *AcceptOptions) (*Conn, 
 		c.deflate = newDeflateState(deflate, false, o.Compression)
 		c.extensions = deflate.String()
 	}
+	c.startKeepalive(o.Heartbeat)
 	return c, nil
 }
 

@@ -66,8 +66,10 @@ var (
 	// policy's).
 	ErrSendQueueFull = errors.New("ws: send queue is full")
 
-	// ErrNoPong is reported in an ErrorEvent when a heartbeat ping got no
-	// pong in time; the connection was then closed as lost (1006).
+	// ErrNoPong is reported in an ErrorEvent when a Socket's heartbeat
+	// ping got no pong in time, and wrapped by the read error of a server
+	// connection whose AcceptOptions.Heartbeat found the peer gone; the
+	// connection was then closed as lost (1006).
 	ErrNoPong = errors.New("ws: heartbeat: no pong in time")
 )
 
@@ -164,12 +166,17 @@ type Reconnect struct {
 	ShouldReconnect func(err error) bool
 }
 
-// Heartbeat configures the pings that find a dead connection: every
-// Interval the socket pings, and if no pong arrives within Timeout it
-// closes the connection as lost (code 1006, an ErrorEvent wrapping
-// ErrNoPong), then reconnects if Reconnect is set. A dead peer is noticed
-// within Interval + Timeout. A callback that holds the socket's events
-// for longer than Timeout also holds back the pong, and fails it.
+// Heartbeat configures the pings that find a dead connection.
+//
+// In SocketOptions (the client): every Interval the socket pings, and if
+// no pong arrives within Timeout it closes the connection as lost (code
+// 1006, an ErrorEvent wrapping ErrNoPong), then reconnects if Reconnect
+// is set. A dead peer is noticed within Interval + Timeout. A callback
+// that holds the socket's events for longer than Timeout also holds back
+// the pong, and fails it.
+//
+// In AcceptOptions (the server): the connection pings only after
+// Interval without a frame from the peer; see AcceptOptions.Heartbeat.
 type Heartbeat struct {
 	// Interval is the time between pings. Zero means 30 s.
 	Interval time.Duration

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +22,14 @@ import (
 // subscribers (ws.PreparedMessage), so slow subscribers hold at most about
 // this much in all, however many there are.
 const broadcastQueueBytes = 4 << 20
+
+// wsHeartbeat is the heartbeat of every /ws/* endpoint: a client silent
+// for 25 s is pinged, and cut off (1006) if nothing comes back within
+// 20 s, or if it reads nothing meanwhile. The same figures as Socket.IO's
+// pingInterval and pingTimeout, so that both endpoints drop a half-open
+// client at about the same time, well inside the idle timeouts of common
+// proxies and NATs (nginx's proxy_read_timeout is 60 s).
+var wsHeartbeat = &ws.Heartbeat{Interval: 25 * time.Second, Timeout: 20 * time.Second}
 
 // hub is the registry of /ws/broadcast connections, and their Handler.
 // Each message a subscriber sends goes on the bus (to every process of the

@@ -373,6 +373,7 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 			log.Debug("echo accepted", "proto", r.Proto, "remote", r.RemoteAddr)
 		},
 		Options: &ws.AcceptOptions{
+			Heartbeat:      wsHeartbeat,
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
 			Compression:    compression,
@@ -385,6 +386,7 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 		Options: &ws.AcceptOptions{
 			SendQueueLimit: broadcastQueueBytes,
 			SendQueueFull:  ws.SendQueueClose,
+			Heartbeat:      wsHeartbeat,
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
 			Compression:    broadcastCompression,
@@ -398,6 +400,7 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 		Options: &ws.AcceptOptions{
 			SendQueueLimit: chatQueueBytes,
 			SendQueueFull:  ws.SendQueueClose,
+			Heartbeat:      wsHeartbeat,
 			OriginPatterns: cfg.origins,
 			ReadLimit:      min(cfg.maxMessage, chatReadLimit),
 			Compression:    broadcastCompression,

@@ -29,9 +29,10 @@
 //	idle keep-alive connection after one       http_test.go: TestIdleKeepAlive (cut by http.Server.IdleTimeout,
 //	request                                      which duplex serve sets to 2 minutes; ReadHeaderTimeout does
 //	                                             not apply between requests)
-//	half-open TCP, WebSocket                   ws_test.go: TestWSHalfOpenPing (Conn.Ping bounded by a context
-//	                                             fails in time). GAP: ws.Server has no idle timeout or
-//	                                             heartbeat, and duplex serve's /ws/* endpoints never ping
+//	half-open TCP, WebSocket                   ws_test.go: TestWSHalfOpen (AcceptOptions.Heartbeat: ping after
+//	                                             Interval of silence, cut 1006 ErrNoPong after Timeout; duplex
+//	                                             serve's /ws/* use 25 s + 20 s); ws/keepalive_test.go:
+//	                                             TestHeartbeatHalfOpen, TestHeartbeatNeverReads
 //	half-open TCP, Engine.IO / Socket.IO       engineio_test.go: TestEIOHalfOpen (ReasonPingTimeout, both
 //	                                             transports); engineio/server_test.go: TestHeartbeat
 //	client that never reads, ws                ws_test.go: TestWSNeverReadingClient (queue <= SendQueueLimit,

@@ -269,43 +269,43 @@ func TestWSCompressionBomb(t *testing.T) {
 	}
 }
 
-// TestWSHalfOpenPing: ws.Server has no idle timeout or heartbeat of its
-// own (see the package doc: a gap). What an application has is Conn.Ping:
-// against a peer that vanished without a FIN (here: a client that never
-// reads or answers), a Ping bounded by a context fails in time, and the
-// handler can cut the connection.
-func TestWSHalfOpenPing(t *testing.T) {
-	const interval, timeout = 100 * time.Millisecond, 200 * time.Millisecond
-	cut := make(chan time.Duration, 1)
-	srv := &ws.Server{
-		Handle: func(ctx context.Context, c *ws.Conn) {
-			start := time.Now()
-			ctx = c.CloseRead(ctx) // handles pongs
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(interval):
-				}
-				pctx, cancel := context.WithTimeout(ctx, timeout)
-				err := c.Ping(pctx)
-				cancel()
-				if err != nil {
-					_ = c.CloseNow()
-					cut <- time.Since(start)
-					return
-				}
+// TestWSHalfOpen: a peer that vanished without a FIN (here: a client that
+// never answers or sends) is pinged after Heartbeat.Interval of silence
+// and cut off Timeout later, in both serving modes; the Handler sees an
+// error wrapping ws.ErrNoPong that reads as 1006. Without
+// AcceptOptions.Heartbeat the connection stays open for ever: the test
+// waits in vain.
+func TestWSHalfOpen(t *testing.T) {
+	for _, m := range pollModes {
+		t.Run(m.name, func(t *testing.T) {
+			hb := &ws.Heartbeat{Interval: 100 * time.Millisecond, Timeout: 200 * time.Millisecond}
+			closed := make(chan error, 1)
+			srv := &ws.Server{
+				Handler: ws.HandlerFuncs{Close: func(c *ws.Conn, err error) { closed <- err }},
+				Options: &ws.AcceptOptions{Heartbeat: hb},
 			}
-		},
+			if m.poll {
+				p, err := ws.NewPoller(nil)
+				if err != nil {
+					t.Skipf("no poller: %v", err)
+				}
+				srv.Poller = p
+				t.Cleanup(func() { _ = p.Close() })
+			}
+			ts := startHTTP(t, srv, 2*time.Second)
+			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+			start := time.Now()
+			c := dialWSRaw(t, addrOf(ts), "/")
+			select {
+			case err := <-closed:
+				if !errors.Is(err, ws.ErrNoPong) || ws.CloseStatus(err) != ws.StatusAbnormalClosure {
+					t.Fatalf("closed with %v; want ErrNoPong, 1006", err)
+				}
+				t.Logf("half-open peer cut after %v", time.Since(start).Round(time.Millisecond))
+			case <-time.After(step):
+				t.Fatal("a silent peer is still connected")
+			}
+			c.expectEOF(step)
+		})
 	}
-	ts := startHTTP(t, srv, 2*time.Second)
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	c := dialWSRaw(t, addrOf(ts), "/")
-	select {
-	case d := <-cut:
-		t.Logf("half-open peer cut after %v", d.Round(time.Millisecond))
-	case <-time.After(step):
-		t.Fatal("the Ping did not fail against a silent peer")
-	}
-	c.expectEOF(step)
 }
