@@ -63,13 +63,23 @@ func startEIO(t *testing.T, o engineio.ServerOptions) *eioServer {
 // do sends a request and returns the status and body.
 func (es *eioServer) do(t *testing.T, method, query, body string, header ...string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(method, es.base+"?"+query, strings.NewReader(body))
-	must(t, err)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := es.client.Do(req)
-	if err != nil {
+	var resp *http.Response
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequest(method, es.base+"?"+query, strings.NewReader(body))
+		must(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err = es.client.Do(req)
+		if err == nil {
+			break
+		}
+		// A POST on a keep-alive connection that the server's (short)
+		// IdleTimeout closed at the same moment: HTTP's own race, which
+		// net/http retries by itself for GETs only. Send it again.
+		if attempt < 3 && strings.Contains(err.Error(), "server closed idle connection") {
+			continue
+		}
 		t.Fatalf("%s %s: %v", method, query, err)
 	}
 	b, _ := io.ReadAll(resp.Body)
