@@ -89,6 +89,10 @@
 //   - A session whose client disappears is expired by the heartbeat,
 //     within PingInterval+PingTimeout.
 //
+// ServerOptions.OnError is told of each request refused and each session
+// closed for one of these limits or a protocol error, with an error that
+// says which (errors.Is, errors.As), e.g. to count them by reason.
+//
 // # Compression
 //
 // WebSocket transports negotiate permessage-deflate as package ws does:
@@ -107,4 +111,13 @@
 // Browsers on another origin need ServerOptions.CORS, which also admits
 // their WebSockets (package ws refuses cross-origin browser WebSockets by
 // default).
+//
+// The WebSocket transport also runs over HTTP/2 (RFC 8441). On a server
+// whose net/http enables extended CONNECT (see package ws, "HTTP/2 (RFC
+// 8441)"), a browser opens it as a stream of the page's HTTP/2
+// connection; the server reads that stream on the request's goroutine, as
+// it ends when ServeHTTP returns, and a router in front of the Server must
+// let CONNECT through. The client does the same with
+// DialOptions.WebSocket.HTTP2, and falls back to HTTP/1.1 when the server
+// does not take it.
 package engineio

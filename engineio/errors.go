@@ -41,15 +41,26 @@ func (c ErrorCode) String() string {
 // JSON body's code and message. The server writes it; the client's Dial
 // returns it when a server refuses the handshake.
 type RequestError struct {
-	Status  int       // HTTP status: 400, 403 (CodeForbidden), 503 (ServerOptions.MaxSessions)
-	Code    ErrorCode // the body's "code"
+	Status  int       // HTTP status: 400, 403 (CodeForbidden), 413 (MaxPayload), 503 (ServerOptions.MaxSessions, or shutting down)
+	Code    ErrorCode // the body's "code" (a 413 has no body: CodeBadRequest)
 	Message string    // the body's "message"
+	// Err is why the server refused the request, when it says more than
+	// Code: ErrTooManySessions, ErrServerClosed, ErrPayloadTooLarge, or
+	// a payload's parse error (wrapping ErrInvalidPacket). Nil otherwise,
+	// and in the errors of a Client.
+	Err error
 }
 
 // Error returns the status, code and message.
 func (e *RequestError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("engineio: request refused with HTTP %d, code %d: %s: %v", e.Status, int(e.Code), e.Message, e.Err)
+	}
 	return fmt.Sprintf("engineio: request refused with HTTP %d, code %d: %s", e.Status, int(e.Code), e.Message)
 }
+
+// Unwrap returns Err.
+func (e *RequestError) Unwrap() error { return e.Err }
 
 // CloseReason says why a session ended. The values are the strings Node's
 // engine.io gives (socket.on("close", reason)), which Socket.IO passes on
@@ -87,4 +98,21 @@ var (
 	// DialOptions.SendBufferLimit). The session is then closed with
 	// ReasonTransportError: a peer that falls that far behind is let go.
 	ErrSendBufferFull = errors.New("engineio: send buffer full")
+
+	// ErrTooManySessions is wrapped by the *RequestError of a handshake
+	// refused with HTTP 503 because ServerOptions.MaxSessions sessions
+	// are open.
+	ErrTooManySessions = errors.New("engineio: too many sessions (ServerOptions.MaxSessions)")
+	// ErrServerClosed is wrapped by the *RequestError of a handshake
+	// refused with HTTP 503 because Close or Shutdown has begun.
+	ErrServerClosed = errors.New("engineio: server shutting down")
+	// ErrPayloadTooLarge is wrapped by the *RequestError of a POST
+	// refused with HTTP 413 because its body is over
+	// ServerOptions.MaxPayload; its session is closed.
+	ErrPayloadTooLarge = errors.New("engineio: POST body over ServerOptions.MaxPayload")
+	// ErrAlreadyUpgraded is wrapped by the error ServerOptions.OnError
+	// gets for a WebSocket that asked to upgrade a session upgraded (or
+	// upgrading) already: it was accepted and closed at once with 1008
+	// Policy Violation.
+	ErrAlreadyUpgraded = errors.New("engineio: session upgraded already")
 )

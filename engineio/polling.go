@@ -26,9 +26,9 @@ func (s *Session) answerPollLocked(res pollResult) {
 	s.poll = nil
 }
 
-func writePollResult(w http.ResponseWriter, res pollResult) {
+func (s *Session) writePollResult(w http.ResponseWriter, r *http.Request, res pollResult) {
 	if res.status != 0 {
-		writeError(w, res.status, CodeBadRequest, "")
+		s.srv.refuse(w, r, &RequestError{Status: res.status, Code: CodeBadRequest})
 		return
 	}
 	writePayload(w, res.body)
@@ -52,18 +52,19 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	case s.state == stateClosed:
 		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, CodeUnknownSID, "")
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnknownSID})
 		return
 	case s.transport != TransportPolling:
 		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 		return
 	case s.poll != nil:
 		// Two polls at once: Node's engine.io closes the session, the
 		// pending poll gets a close packet and this one an error.
 		s.mu.Unlock()
-		s.closeWith(ReasonTransportError, errors.New("engineio: overlapping polls from the client"), closeNow)
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		err := errors.New("engineio: overlapping polls from the client")
+		s.closeWith(ReasonTransportError, err, closeNow)
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err})
 		return
 	case s.state == stateClosing:
 		body := s.takeQueueLocked()
@@ -90,7 +91,7 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case res := <-pw.ch:
-		writePollResult(w, res)
+		s.writePollResult(w, r, res)
 	case <-noop:
 		s.mu.Lock()
 		if s.poll == pw {
@@ -100,7 +101,7 @@ func (s *Session) servePoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.mu.Unlock()
-		writePollResult(w, <-pw.ch)
+		s.writePollResult(w, r, <-pw.ch)
 	case <-r.Context().Done():
 		s.mu.Lock()
 		if s.poll == pw {
@@ -131,16 +132,17 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.state == stateClosed:
 		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, CodeUnknownSID, "")
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnknownSID})
 		return
 	case s.transport != TransportPolling:
 		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 		return
 	case s.posting:
 		s.mu.Unlock()
-		s.closeWith(ReasonTransportError, errors.New("engineio: overlapping POST requests from the client"), closeNow)
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		err := errors.New("engineio: overlapping POST requests from the client")
+		s.closeWith(ReasonTransportError, err, closeNow)
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err})
 		return
 	}
 	s.posting = true
@@ -153,8 +155,9 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 
 	max := s.srv.opts.MaxPayload
 	if r.ContentLength > max {
-		s.closeWith(ReasonTransportError, fmt.Errorf("engineio: POST of %d bytes is over MaxPayload %d", r.ContentLength, max), closeNow)
-		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		err := fmt.Errorf("%w: %d bytes, over %d", ErrPayloadTooLarge, r.ContentLength, max)
+		s.closeWith(ReasonTransportError, err, closeNow)
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusRequestEntityTooLarge, Code: CodeBadRequest, Message: "Payload too large", Err: err})
 		return
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
@@ -166,20 +169,22 @@ func (s *Session) servePost(w http.ResponseWriter, r *http.Request) {
 	}()
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
 	if n > max {
-		s.closeWith(ReasonTransportError, fmt.Errorf("engineio: POST body is over MaxPayload %d", max), closeNow)
-		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		err := fmt.Errorf("%w: more than %d bytes", ErrPayloadTooLarge, max)
+		s.closeWith(ReasonTransportError, err, closeNow)
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusRequestEntityTooLarge, Code: CodeBadRequest, Message: "Payload too large", Err: err})
 		return
 	}
 	if err != nil {
-		s.closeWith(ReasonTransportError, fmt.Errorf("engineio: reading a POST body: %w", err), closeNow)
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		err = fmt.Errorf("engineio: reading a POST body: %w", err)
+		s.closeWith(ReasonTransportError, err, closeNow)
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err})
 		return
 	}
 	var arr [8]Packet
 	packets, err := DecodePayload(arr[:0], buf.Bytes())
 	if err != nil {
 		s.closeWith(ReasonParseError, err, closeNow)
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		s.srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest, Err: err})
 		return
 	}
 	for _, p := range packets {

@@ -100,6 +100,30 @@ type ServerOptions struct {
 	// with ReasonTransportError. Zero means DefaultSendBufferLimit (4 MiB).
 	SendBufferLimit int
 
+	// OnError, if not nil, is told of each request the server refuses and
+	// of each session it closes for what its client did, e.g. to count
+	// them by reason. r is the refused request, or the one that opened the
+	// session. err is one of:
+	//   - a *RequestError (errors.As) for a request answered with an error
+	//     status: 400 with its Code (an unknown sid, transport or protocol
+	//     version, a bad method, overlapping polls, a payload that does not
+	//     parse: Err wraps ErrInvalidPacket), 403 (AllowRequest), 413 (a
+	//     POST over MaxPayload: ErrPayloadTooLarge), 503 (ErrTooManySessions
+	//     or ErrServerClosed);
+	//   - the error of ws.Accept for a WebSocket handshake it refused (a
+	//     *ws.HandshakeError; its status has been written);
+	//   - for a session's WebSocket failed by the server: an error wrapping
+	//     ws.ErrMessageTooBig (a message over MaxPayload, closed with 1009)
+	//     or ws.ErrProtocol (a violation of RFC 6455: 1002, or 1007 for
+	//     invalid UTF-8), ErrInvalidPacket (a message that is not
+	//     Engine.IO), or ErrAlreadyUpgraded (1008);
+	//   - ErrSendBufferFull, wrapping ws.ErrSendQueueFull when the session
+	//     was on WebSocket (closed with 1013), for a session let go because
+	//     its client did not read what was sent to it.
+	// It runs on the goroutine that found the error, concurrently for
+	// different requests; it must not block.
+	OnError func(r *http.Request, err error)
+
 	// WebSocket configures the WebSocket connections, for compression or
 	// buffer sizes. Its ReadLimit is replaced by MaxPayload,
 	// SendQueueLimit by SendBufferLimit, and its Origin check by CORS when
@@ -349,22 +373,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	transport := q.Get("transport")
 	if !(transport == TransportPolling && s.polling) && !(transport == TransportWebSocket && s.websocket) {
-		writeError(w, http.StatusBadRequest, CodeUnknownTransport, "")
+		s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnknownTransport})
 		return
 	}
 	if q.Get("EIO") != "4" {
-		writeError(w, http.StatusBadRequest, CodeUnsupportedProtocolVersion, "")
+		s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnsupportedProtocolVersion})
 		return
 	}
 	if sid := q.Get("sid"); sid != "" {
 		ss := s.lookup(sid)
 		if ss == nil {
-			writeError(w, http.StatusBadRequest, CodeUnknownSID, "")
+			s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnknownSID})
 			return
 		}
 		if transport == TransportWebSocket {
 			if !isUpgrade(r) {
-				writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+				s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 				return
 			}
 			s.serveUpgrade(w, r, ss)
@@ -376,21 +400,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodPost:
 			ss.servePost(w, r)
 		default:
-			writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+			s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 		}
 		return
 	}
-	if r.Method != http.MethodGet {
-		writeError(w, http.StatusBadRequest, CodeBadHandshakeMethod, "")
+	if r.Method != http.MethodGet && !(transport == TransportWebSocket && isH2WebSocket(r)) {
+		s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadHandshakeMethod})
 		return
 	}
 	if transport == TransportWebSocket && !isUpgrade(r) {
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+		s.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 		return
 	}
 	if s.opts.AllowRequest != nil {
 		if err := s.opts.AllowRequest(r); err != nil {
-			writeError(w, http.StatusForbidden, CodeForbidden, err.Error())
+			s.refuse(w, r, &RequestError{Status: http.StatusForbidden, Code: CodeForbidden, Message: err.Error()})
 			return
 		}
 	}
@@ -401,10 +425,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.servePollingHandshake(w, r)
 }
 
-// isUpgrade tells whether r asks for a WebSocket: a plain HTTP request for
-// the WebSocket transport is refused as Node's engine.io refuses it.
+// isUpgrade tells whether r asks for a WebSocket, over HTTP/1.1 or
+// HTTP/2: a plain HTTP request for the WebSocket transport is refused as
+// Node's engine.io refuses it.
 func isUpgrade(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	return isH2WebSocket(r) || strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// isH2WebSocket tells whether r is an HTTP/2 extended CONNECT for a
+// WebSocket (RFC 8441 §4), which a browser sends instead of a GET with
+// Upgrade when the page's HTTP/2 connection allows it.
+func isH2WebSocket(r *http.Request) bool {
+	return r.ProtoMajor >= 2 && r.Method == http.MethodConnect && strings.EqualFold(r.Header.Get(":protocol"), "websocket")
 }
 
 // cors writes the CORS headers, and answers a preflight request, which it
@@ -443,6 +475,28 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request, c *CORS) bool {
 	return true
 }
 
+// refuse answers a request with e, as Node's engine.io does: the status
+// and {"code":N,"message":"..."} (a 413 without a body), and tells
+// OnError. An empty Message is the code's.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *RequestError) {
+	if e.Message == "" {
+		e.Message = e.Code.String()
+	}
+	if e.Status == http.StatusRequestEntityTooLarge {
+		w.WriteHeader(e.Status)
+	} else {
+		writeError(w, e.Status, e.Code, e.Message)
+	}
+	s.reportError(r, e)
+}
+
+// reportError tells OnError, if set, of err.
+func (s *Server) reportError(r *http.Request, err error) {
+	if s.opts.OnError != nil {
+		s.opts.OnError(r, err)
+	}
+}
+
 // writeError refuses a request as Node's engine.io does: the status and
 // {"code":N,"message":"..."}.
 func writeError(w http.ResponseWriter, status int, code ErrorCode, message string) {
@@ -470,18 +524,36 @@ func newSID() string {
 func (s *Server) register(w http.ResponseWriter, r *http.Request, transport string) *Session {
 	ss := newSession(s, r, transport)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		writeError(w, http.StatusServiceUnavailable, CodeBadRequest, "Server is shutting down")
-		return nil
-	}
-	if s.opts.MaxSessions > 0 && len(s.sessions) >= s.opts.MaxSessions {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, CodeBadRequest, "Too many sessions")
+	if err := s.fullLocked(); err != nil {
+		s.mu.Unlock()
+		s.refuseFull(w, r, err)
 		return nil
 	}
 	s.sessions[ss.id] = ss
+	s.mu.Unlock()
 	return ss
+}
+
+// fullLocked returns why a new session cannot be made now, or nil.
+func (s *Server) fullLocked() error {
+	switch {
+	case s.closed:
+		return ErrServerClosed
+	case s.opts.MaxSessions > 0 && len(s.sessions) >= s.opts.MaxSessions:
+		return ErrTooManySessions
+	}
+	return nil
+}
+
+// refuseFull answers a handshake that fullLocked refused with 503.
+func (s *Server) refuseFull(w http.ResponseWriter, r *http.Request, err error) {
+	msg := "Too many sessions"
+	if errors.Is(err, ErrServerClosed) {
+		msg = "Server is shutting down"
+	} else {
+		w.Header().Set("Retry-After", "1")
+	}
+	s.refuse(w, r, &RequestError{Status: http.StatusServiceUnavailable, Code: CodeBadRequest, Message: msg, Err: err})
 }
 
 // handshake returns the open packet for a session on transport.
@@ -508,7 +580,7 @@ func (s *Server) servePollingHandshake(w http.ResponseWriter, r *http.Request) {
 	writePayload(w, body)
 	// Send the handshake now, not when OnOpen returns.
 	_ = http.NewResponseController(w).Flush()
-	ss.log.Debug("engineio: session opened")
+	ss.log.Debug("engineio: session opened", "transport", TransportPolling, "proto", r.Proto)
 	ss.callOpen()
 }
 
@@ -536,16 +608,16 @@ func (s *Server) serveWebSocketHandshake(w http.ResponseWriter, r *http.Request)
 	// Check the table before the upgrade, so that a refusal is an HTTP
 	// answer; the session is made once the connection is up.
 	s.mu.Lock()
-	full := s.closed || (s.opts.MaxSessions > 0 && len(s.sessions) >= s.opts.MaxSessions)
+	err := s.fullLocked()
 	s.mu.Unlock()
-	if full {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, CodeBadRequest, "Too many sessions")
+	if err != nil {
+		s.refuseFull(w, r, err)
 		return
 	}
 	c, err := ws.Accept(w, r, s.acceptOptions(r))
 	if err != nil {
-		return // Accept has answered
+		s.reportError(r, err) // Accept has answered
+		return
 	}
 	ss := s.register(discardResponse{}, r, TransportWebSocket)
 	if ss == nil {
@@ -567,11 +639,25 @@ func (s *Server) serveWebSocketHandshake(w http.ResponseWriter, r *http.Request)
 	err = c.Send(ws.MessageText, s.handshake(ss.id, TransportWebSocket))
 	ss.startHeartbeat()
 	ss.mu.Unlock()
-	ss.log.Debug("engineio: session opened")
+	ss.log.Debug("engineio: session opened", "transport", TransportWebSocket, "proto", r.Proto)
 	ss.callOpen()
 	ss.deliverMu.Unlock()
 	if err != nil {
 		ss.closeWith(ReasonTransportError, err, closeNow)
+	}
+	s.readWebSocket(r, ss, c)
+}
+
+// readWebSocket runs the reader of a session's WebSocket, c, accepted
+// for request r.
+func (s *Server) readWebSocket(r *http.Request, ss *Session, c *ws.Conn) {
+	if r.ProtoMajor >= 2 {
+		// Over HTTP/2 (RFC 8441) the WebSocket is a stream on this
+		// request's ResponseWriter and body, which end when the handler
+		// returns: read it here, until the connection ends.
+		defer s.wg.Done()
+		ss.readWebSocket(c)
+		return
 	}
 	// The reader runs on a goroutine of its own and the handler returns,
 	// so that net/http's goroutine ends and drops what it holds for the

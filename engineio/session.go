@@ -288,6 +288,9 @@ func (s *Session) send(binary bool, data []byte, text string, noCompress bool) e
 	s.mu.Unlock()
 	if err != nil {
 		s.closeWith(ReasonTransportError, err, closeNow)
+		if errors.Is(err, ErrSendBufferFull) {
+			s.srv.reportError(s.req, err)
+		}
 	}
 	return err
 }
@@ -311,7 +314,11 @@ func (s *Session) enqueueLocked(p Packet) error {
 func (s *Session) sendControlLocked(p Packet) error {
 	if s.ws != nil && !s.upgrading {
 		s.scratch = AppendPacket(s.scratch[:0], p)
-		return s.ws.Send(ws.MessageText, s.scratch)
+		err := s.ws.Send(ws.MessageText, s.scratch)
+		if errors.Is(err, ws.ErrSendQueueFull) {
+			err = fmt.Errorf("%w: %w", ErrSendBufferFull, err)
+		}
+		return err
 	}
 	return s.enqueueLocked(p)
 }
@@ -511,6 +518,9 @@ func (s *Session) onTimer(gen uint64) {
 	s.mu.Unlock()
 	if err != nil {
 		s.closeWith(ReasonTransportError, err, closeNow)
+		if errors.Is(err, ErrSendBufferFull) {
+			s.srv.reportError(s.req, err)
+		}
 	}
 }
 

@@ -25,10 +25,14 @@ func (s *Session) readWebSocket(c *ws.Conn) {
 		if err != nil {
 			reason := ReasonTransportError
 			var ce ws.CloseError
-			if errors.As(err, &ce) && !errors.Is(err, ws.ErrProtocol) && !errors.Is(err, ws.ErrMessageTooBig) {
+			failed := errors.Is(err, ws.ErrProtocol) || errors.Is(err, ws.ErrMessageTooBig)
+			if errors.As(err, &ce) && !failed {
 				reason = ReasonTransportClose
 			}
 			s.closeWith(reason, err, closeNow)
+			if failed {
+				s.srv.reportError(s.req, err)
+			}
 			return
 		}
 		if cap(data) <= maxKeptReadBuffer {
@@ -44,6 +48,7 @@ func (s *Session) readWebSocket(c *ws.Conn) {
 		p, err := DecodePacket(data)
 		if err != nil {
 			s.closeWith(ReasonParseError, err, closeNow)
+			s.srv.reportError(s.req, err)
 			continue
 		}
 		s.onPacket(p)
@@ -63,23 +68,27 @@ func (srv *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, s *Sessi
 	s.mu.Unlock()
 	if !ok {
 		if state == stateClosed {
-			writeError(w, http.StatusBadRequest, CodeUnknownSID, "")
+			srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeUnknownSID})
 			return
 		}
 		if !srv.upgrades {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, "")
+			srv.refuse(w, r, &RequestError{Status: http.StatusBadRequest, Code: CodeBadRequest})
 			return
 		}
 		// Already upgraded or upgrading: as Node's engine.io, take the
 		// connection and close it.
 		c, err := ws.Accept(w, r, srv.acceptOptions(r))
-		if err == nil {
-			_ = c.Close(ws.StatusPolicyViolation, "session already upgraded")
+		if err != nil {
+			srv.reportError(r, err)
+			return
 		}
+		_ = c.Close(ws.StatusPolicyViolation, "session already upgraded")
+		srv.reportError(r, fmt.Errorf("%w: session %s; the WebSocket was closed with 1008", ErrAlreadyUpgraded, s.id))
 		return
 	}
 	c, err := ws.Accept(w, r, srv.acceptOptions(r))
 	if err != nil {
+		srv.reportError(r, err)
 		s.abandonUpgrade()
 		return
 	}
@@ -91,11 +100,10 @@ func (srv *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, s *Sessi
 		_ = c.CloseNow()
 		return
 	}
-	// On a goroutine of its own, as serveWebSocketHandshake's.
-	go func() {
-		defer srv.wg.Done()
-		s.readWebSocket(c)
-	}()
+	s.log.Debug("engineio: session upgraded to websocket", "proto", r.Proto)
+	// As serveWebSocketHandshake's: on a goroutine of its own over
+	// HTTP/1.1, on this one over HTTP/2.
+	srv.readWebSocket(r, s, c)
 }
 
 // upgrade runs the probe and hands the session over to c.
@@ -167,7 +175,6 @@ func (s *Session) upgrade(c *ws.Conn) error {
 	if err != nil {
 		s.closeWith(ReasonTransportError, err, closeNow)
 	}
-	s.log.Debug("engineio: session upgraded to websocket")
 	return nil
 }
 

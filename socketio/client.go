@@ -2,6 +2,8 @@ package socketio
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ type client struct {
 	timer       *time.Timer        // the connect timeout, until a namespace is joined
 	closeReason string             // set before this side closes the session
 	closed      bool
+	overLimit   bool // a CONNECT was refused for MaxNamespacesPerConnection (logged once)
 }
 
 func newClient(s *Server, sess *engineio.Session) *client {
@@ -78,9 +81,30 @@ func (c *client) onMessage(typ engineio.MessageType, data []byte) {
 
 // connect handles a CONNECT packet for a namespace not joined yet.
 func (c *client) connect(p *Packet) {
-	ns := c.srv.lookup(p.Namespace)
-	if ns == nil {
-		c.sendPacket(&Packet{Type: PacketConnectError, Namespace: p.Namespace, ID: -1, Data: json.RawMessage(`{"message":"Invalid namespace"}`)})
+	// The limit is checked first, so that a refused CONNECT makes no
+	// dynamic namespace. CONNECTs come one at a time (the session's
+	// reader), so the count cannot grow between the check and the add.
+	if max := c.srv.maxNamespaces; max > 0 {
+		c.mu.Lock()
+		n := len(c.sockets)
+		first := n >= max && !c.overLimit
+		if first {
+			c.overLimit = true
+		}
+		c.mu.Unlock()
+		if n >= max {
+			if first {
+				c.srv.log.Warn("socketio: refusing CONNECTs past ServerOptions.MaxNamespacesPerConnection", "sid", c.sess.ID(), "nsp", p.Namespace, "max", max)
+			}
+			msg := fmt.Sprintf("Too many namespaces on this connection (at most %d)", max)
+			c.refuse(p.Namespace, fmt.Errorf("%w: %d joined, ServerOptions.MaxNamespacesPerConnection is %d", ErrNamespaceLimit, n, max),
+				connectErrorData(errors.New(msg)))
+			return
+		}
+	}
+	ns, err := c.srv.lookup(p.Namespace)
+	if err != nil {
+		c.refuse(p.Namespace, err, json.RawMessage(`{"message":"Invalid namespace"}`))
 		return
 	}
 	auth := p.Data
@@ -96,6 +120,13 @@ func (c *client) connect(p *Packet) {
 	c.sockets[ns.name] = s // events that follow wait behind the middleware
 	c.mu.Unlock()
 	s.exec.run(func() { ns.connect(s) })
+}
+
+// refuse answers a CONNECT to nsp with a CONNECT_ERROR carrying data,
+// and tells OnConnectError of err.
+func (c *client) refuse(nsp string, err error, data json.RawMessage) {
+	_ = c.sendPacket(&Packet{Type: PacketConnectError, Namespace: nsp, ID: -1, Data: data})
+	c.srv.connectError(c.sess.Request(), nsp, err)
 }
 
 // joined is called when s has joined its namespace.

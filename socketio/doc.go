@@ -49,7 +49,9 @@
 // per packet (MaxAttachments, 10), JSON nesting (32) and a packet's text
 // (the Engine.IO maxPayload), events waiting for a socket's handlers
 // (MaxPendingEvents, 1024; more closes the connection), dynamic namespaces
-// (MaxDynamicNamespaces, 10,000), the recovery log (RecoveryOptions:
+// (MaxDynamicNamespaces, 10,000), namespaces joined by one connection
+// (MaxNamespacesPerConnection, 100; more are refused with a
+// CONNECT_ERROR), the recovery log (RecoveryOptions:
 // packets, bytes, sessions) and, in the client, buffered emits
 // (ClientOptions.MaxBufferedEmits) and pending events. Acknowledgements a
 // broadcast waited for in vain are forgotten when its context ends.

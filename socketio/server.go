@@ -22,6 +22,24 @@ const DefaultConnectTimeout = 45 * time.Second
 // handlers when ServerOptions.MaxPendingEvents is zero.
 const DefaultMaxPendingEvents = 1024
 
+// DefaultMaxNamespacesPerConnection bounds the namespaces one connection
+// joins when ServerOptions.MaxNamespacesPerConnection is zero.
+const DefaultMaxNamespacesPerConnection = 100
+
+var (
+	// ErrInvalidNamespace is wrapped by the error that
+	// ServerOptions.OnConnectError gets for a CONNECT to a namespace that
+	// does not exist and that no OfFunc matcher accepts, or that a
+	// matcher accepts once MaxDynamicNamespaces are made. The client gets
+	// a CONNECT_ERROR {"message":"Invalid namespace"}.
+	ErrInvalidNamespace = errors.New("socketio: invalid namespace")
+	// ErrNamespaceLimit is wrapped by the error that
+	// ServerOptions.OnConnectError gets for a CONNECT from a connection
+	// that has ServerOptions.MaxNamespacesPerConnection namespaces joined
+	// (or joining) already.
+	ErrNamespaceLimit = errors.New("socketio: too many namespaces on one connection")
+)
+
 // ServerOptions configures a Server. A nil *ServerOptions means the
 // defaults.
 type ServerOptions struct {
@@ -55,6 +73,26 @@ type ServerOptions struct {
 	// 10,000.
 	MaxDynamicNamespaces int
 
+	// MaxNamespacesPerConnection bounds the namespaces one connection
+	// (one Engine.IO session) has joined, or is joining, at once: each
+	// holds a socket with its handlers and rooms. A CONNECT past it is
+	// refused with a CONNECT_ERROR {"message":"Too many namespaces on this
+	// connection (at most N)"}; the connection stays open with the
+	// namespaces it has, and one it leaves makes room. Zero means
+	// DefaultMaxNamespacesPerConnection (100); negative means no limit.
+	MaxNamespacesPerConnection int
+
+	// OnConnectError, if not nil, is called with each CONNECT the server
+	// refuses with a CONNECT_ERROR, once that packet is queued, e.g. to
+	// count refusals by reason. r is the request that opened the
+	// connection, nsp the namespace the client asked for (any string a
+	// client sends), and err wraps ErrInvalidNamespace or
+	// ErrNamespaceLimit, or is what a middleware of the namespace returned
+	// (or the panic it made). It runs on the connection's reader or on
+	// the socket's handler goroutine, concurrently for different
+	// connections; it must not block.
+	OnConnectError func(r *http.Request, nsp string, err error)
+
 	// Recovery, if not nil, turns on connection state recovery (see
 	// RecoveryOptions). The adapter must be a SessionAdapter, as the
 	// MemoryAdapter is.
@@ -77,6 +115,8 @@ type Server struct {
 	newAdapter     func(ns *Namespace) Adapter
 	recovery       *RecoveryOptions // nil: off
 	maxDynamic     int
+	maxNamespaces  int // per connection; <= 0: no limit
+	onConnectError func(r *http.Request, nsp string, err error)
 
 	mu      sync.Mutex
 	nsps    map[string]*Namespace
@@ -123,6 +163,11 @@ func NewServer(opts *ServerOptions) (*Server, error) {
 	if s.maxDynamic <= 0 {
 		s.maxDynamic = 10_000
 	}
+	s.maxNamespaces = o.MaxNamespacesPerConnection
+	if s.maxNamespaces == 0 {
+		s.maxNamespaces = DefaultMaxNamespacesPerConnection
+	}
+	s.onConnectError = o.OnConnectError
 	s.limits = parserLimits{MaxAttachments: o.MaxAttachments}
 	var eo engineio.ServerOptions
 	if o.Engine != nil {
@@ -184,12 +229,12 @@ func (s *Server) OfRegexp(re *regexp.Regexp, setup func(ns *Namespace)) {
 }
 
 // lookup returns the namespace a CONNECT names, making a dynamic one if a
-// matcher accepts the name, or nil.
-func (s *Server) lookup(name string) *Namespace {
+// matcher accepts the name, or an error wrapping ErrInvalidNamespace.
+func (s *Server) lookup(name string) (*Namespace, error) {
 	s.mu.Lock()
 	if ns := s.nsps[name]; ns != nil {
 		s.mu.Unlock()
-		return ns
+		return ns, nil
 	}
 	var setup func(*Namespace)
 	for _, d := range s.dynamic {
@@ -200,12 +245,12 @@ func (s *Server) lookup(name string) *Namespace {
 	}
 	if setup == nil || s.closed {
 		s.mu.Unlock()
-		return nil
+		return nil, ErrInvalidNamespace
 	}
 	if s.made >= s.maxDynamic {
 		s.mu.Unlock()
 		s.log.Warn("socketio: refusing a new dynamic namespace: ServerOptions.MaxDynamicNamespaces reached", "nsp", name, "max", s.maxDynamic)
-		return nil
+		return nil, fmt.Errorf("%w: ServerOptions.MaxDynamicNamespaces (%d) are made", ErrInvalidNamespace, s.maxDynamic)
 	}
 	s.made++
 	ns := newNamespace(s, name)
@@ -215,7 +260,14 @@ func (s *Server) lookup(name string) *Namespace {
 	// middleware and handlers.
 	defer close(ns.ready)
 	setup(ns)
-	return ns
+	return ns, nil
+}
+
+// connectError tells OnConnectError, if set, of a refused CONNECT.
+func (s *Server) connectError(r *http.Request, nsp string, err error) {
+	if s.onConnectError != nil {
+		s.onConnectError(r, nsp, err)
+	}
 }
 
 // OnConnection adds fn to the main namespace's connection handlers; see

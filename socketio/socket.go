@@ -534,7 +534,7 @@ func (s *Socket) refuse(err error) {
 	s.mu.Lock()
 	s.disconnected = true
 	s.mu.Unlock()
-	_ = s.client.sendPacket(&Packet{Type: PacketConnectError, Namespace: s.nsp.name, ID: -1, Data: connectErrorData(err)})
+	s.client.refuse(s.nsp.name, err, connectErrorData(err))
 }
 
 // closed disconnects the socket: its pending acknowledgements fail at

@@ -103,9 +103,9 @@
 // error handler). A message larger than NATS's max_payload (1 MiB by
 // default) cannot be published: Broadcast returns the error, after the
 // local delivery. A received message of more than 8 MiB or 1024
-// attachments, not JSON, or whose event data is not a JSON array starting
-// with the event name (nesting bounded as socketio's parser bounds a
-// client's), is logged and dropped. Requests that wait for the other
+// attachments (counted before any is decoded), not JSON, or whose event
+// data is not a JSON array starting with the event name (nesting bounded
+// as socketio's parser bounds a client's), is logged and dropped. Requests that wait for the other
 // servers (FetchSockets, ServerSideEmit with acks, the client counts of
 // BroadcastWithAck) wait Options.RequestsTimeout (5 s by default) at
 // most and then fail with an error wrapping ErrTimeout.

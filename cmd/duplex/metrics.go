@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/duplexrt/duplex/engineio"
+	"github.com/duplexrt/duplex/socketio"
 	"github.com/duplexrt/duplex/ws"
 )
 
@@ -24,6 +27,8 @@ type metrics struct {
 	bytesIn           *prometheus.CounterVec
 	bytesOut          *prometheus.CounterVec
 	handshakeFailures *prometheus.CounterVec
+	refusals          *prometheus.CounterVec
+	wsCloses          *prometheus.CounterVec
 	fanout            *prometheus.HistogramVec
 	slowClosed        *prometheus.CounterVec
 	brokerFailures    *prometheus.CounterVec
@@ -53,8 +58,20 @@ func newMetrics() *metrics {
 	}, []string{"endpoint"})
 	m.handshakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "duplex_handshake_failures_total",
-		Help: "WebSocket handshakes refused, by endpoint and reason (bad_request, origin, method, upgrade_required, shutting_down, io).",
+		Help: "WebSocket handshakes refused, by endpoint (socketio: its WebSocket transport) and reason (bad_request, origin, method, upgrade_required, shutting_down, io).",
 	}, []string{"endpoint", "reason"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "duplex_refusals_total",
+		Help: "Requests, sessions and namespace connections of /socket.io/ refused or closed for a limit or a protocol error, by endpoint (socketio) and reason. " +
+			"Engine.IO requests: unknown_transport, unsupported_protocol, bad_handshake_method, unknown_sid, bad_request, forbidden (AllowRequest: the Origin), " +
+			"too_many_sessions and shutting_down (503), payload_too_large (413), parse_error; sessions let go: send_buffer_full (long-polling), parse_error; " +
+			"Socket.IO CONNECTs answered with CONNECT_ERROR: invalid_namespace, namespace_limit (MaxNamespacesPerConnection), middleware.",
+	}, []string{"endpoint", "reason"})
+	m.wsCloses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "duplex_websocket_closes_total",
+		Help: "WebSocket connections the server closed because of the client, by endpoint and close code: 1002 protocol error, 1007 invalid UTF-8 or payload, " +
+			"1008 policy violation (a second upgrade of a Socket.IO session), 1009 message over the read limit, 1013 send queue full (a client too slow to read).",
+	}, []string{"endpoint", "code"})
 	m.fanout = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "duplex_broadcast_fanout",
 		Help:    "Clients of this process that one broadcast message was queued for, by endpoint.",
@@ -69,7 +86,7 @@ func newMetrics() *metrics {
 		Help: "Messages of the raw WebSocket endpoints the broker did not take; each was delivered to this process's clients only.",
 	}, []string{"broker"})
 	m.reg.MustRegister(m.connections, m.messagesIn, m.messagesOut, m.bytesIn, m.bytesOut,
-		m.handshakeFailures, m.fanout, m.slowClosed, m.brokerFailures,
+		m.handshakeFailures, m.refusals, m.wsCloses, m.fanout, m.slowClosed, m.brokerFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -109,9 +126,30 @@ func (m *metrics) endpoint(name string) *endpointMetrics {
 		msgsOut:  m.messagesOut.WithLabelValues(name),
 		bytesIn:  m.bytesIn.WithLabelValues(name),
 		bytesOut: m.bytesOut.WithLabelValues(name),
-		slowOut:  m.slowClosed.WithLabelValues(name),
-		fanout:   m.fanout.WithLabelValues(name),
+		slowOut: teeCounter{
+			m.slowClosed.WithLabelValues(name),
+			m.wsCloses.WithLabelValues(name, strconv.Itoa(int(ws.StatusTryAgainLater))),
+		},
+		fanout: m.fanout.WithLabelValues(name),
 	}
+}
+
+// teeCounter is a Counter whose increments go to another counter too: a
+// client closed with 1013 for a full send queue counts in
+// duplex_slow_clients_closed_total and in duplex_websocket_closes_total.
+type teeCounter struct {
+	prometheus.Counter
+	also prometheus.Counter
+}
+
+func (t teeCounter) Inc() {
+	t.Counter.Inc()
+	t.also.Inc()
+}
+
+func (t teeCounter) Add(v float64) {
+	t.Counter.Add(v)
+	t.also.Add(v)
 }
 
 func (e *endpointMetrics) received(n int) {
@@ -151,4 +189,109 @@ func handshakeReason(err error) string {
 	default:
 		return "bad_request"
 	}
+}
+
+// countWebSocketFailures makes srv, an endpoint not serving yet, count
+// in duplex_websocket_closes_total the connections it fails with 1002,
+// 1007 or 1009 (those come with Handler.OnError). The 1013 closes of a
+// full send queue are counted where a send finds it full (slowOut).
+func (m *metrics) countWebSocketFailures(endpoint string, srv *ws.Server) {
+	srv.Handler = failureCounting{srv.Handler, m.wsCloses.MustCurryWith(prometheus.Labels{"endpoint": endpoint})}
+}
+
+// failureCounting is a ws.Handler that counts its connections' failures
+// by close code before it passes them on.
+type failureCounting struct {
+	ws.Handler
+	closes *prometheus.CounterVec // by code
+}
+
+func (h failureCounting) OnError(c *ws.Conn, err error) {
+	if code := ws.FailStatus(err); code > 0 {
+		h.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+	}
+	h.Handler.OnError(c, err)
+}
+
+// countSocketIORefusals sets the hooks of o, the options of the
+// /socket.io/ endpoint, that count its refusals: Engine.IO's OnError and
+// Socket.IO's OnConnectError, after those o has.
+func (m *metrics) countSocketIORefusals(o *socketio.ServerOptions) {
+	const endpoint = "socketio"
+	if o.Engine == nil {
+		o.Engine = &engineio.ServerOptions{}
+	}
+	onError := o.Engine.OnError
+	o.Engine.OnError = func(r *http.Request, err error) {
+		m.countEngineIOError(endpoint, err)
+		if onError != nil {
+			onError(r, err)
+		}
+	}
+	onConnectError := o.OnConnectError
+	o.OnConnectError = func(r *http.Request, nsp string, err error) {
+		reason := "middleware"
+		switch {
+		case errors.Is(err, socketio.ErrNamespaceLimit):
+			reason = "namespace_limit"
+		case errors.Is(err, socketio.ErrInvalidNamespace):
+			reason = "invalid_namespace"
+		}
+		m.refusals.WithLabelValues(endpoint, reason).Inc()
+		if onConnectError != nil {
+			onConnectError(r, nsp, err)
+		}
+	}
+}
+
+// countEngineIOError counts an error engineio.ServerOptions.OnError
+// reports: a refused request, a refused WebSocket handshake, or a
+// session let go for its client's fault.
+func (m *metrics) countEngineIOError(endpoint string, err error) {
+	var re *engineio.RequestError
+	switch {
+	case errors.As(err, &re):
+		m.refusals.WithLabelValues(endpoint, engineIOReason(re)).Inc()
+	case errors.Is(err, engineio.ErrAlreadyUpgraded):
+		m.wsCloses.WithLabelValues(endpoint, strconv.Itoa(int(ws.StatusPolicyViolation))).Inc()
+	case ws.FailStatus(err) > 0:
+		m.wsCloses.WithLabelValues(endpoint, strconv.Itoa(int(ws.FailStatus(err)))).Inc()
+	case errors.Is(err, ws.ErrSendQueueFull):
+		m.wsCloses.WithLabelValues(endpoint, strconv.Itoa(int(ws.StatusTryAgainLater))).Inc()
+	case errors.Is(err, engineio.ErrSendBufferFull):
+		m.refusals.WithLabelValues(endpoint, "send_buffer_full").Inc()
+	case errors.Is(err, engineio.ErrInvalidPacket):
+		m.refusals.WithLabelValues(endpoint, "parse_error").Inc()
+	default:
+		// ws.Accept's error: a refused WebSocket handshake.
+		m.handshakeFailures.WithLabelValues(endpoint, handshakeReason(err)).Inc()
+	}
+}
+
+// engineIOReason names the reason of a refused Engine.IO request for the
+// metric.
+func engineIOReason(re *engineio.RequestError) string {
+	switch {
+	case errors.Is(re, engineio.ErrTooManySessions):
+		return "too_many_sessions"
+	case errors.Is(re, engineio.ErrServerClosed):
+		return "shutting_down"
+	case errors.Is(re, engineio.ErrPayloadTooLarge):
+		return "payload_too_large"
+	case errors.Is(re, engineio.ErrInvalidPacket):
+		return "parse_error"
+	}
+	switch re.Code {
+	case engineio.CodeUnknownTransport:
+		return "unknown_transport"
+	case engineio.CodeUnknownSID:
+		return "unknown_sid"
+	case engineio.CodeBadHandshakeMethod:
+		return "bad_handshake_method"
+	case engineio.CodeForbidden:
+		return "forbidden"
+	case engineio.CodeUnsupportedProtocolVersion:
+		return "unsupported_protocol"
+	}
+	return "bad_request"
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,11 @@ import (
 	"github.com/duplexrt/duplex/socketio"
 	"github.com/duplexrt/duplex/web"
 	"github.com/duplexrt/duplex/ws"
+	// HTTP/2 extended CONNECT (RFC 8441): with --tls-cert, browsers open
+	// WebSockets and Socket.IO's WebSocket transport as streams of the
+	// page's HTTP/2 connection. It sets GODEBUG=http2xconnect=1 before
+	// net/http reads it; GODEBUG=http2xconnect=0 at start turns it off.
+	_ "github.com/duplexrt/duplex/ws/xconnect"
 )
 
 const serveUsage = `Usage: duplex serve [flags]
@@ -92,7 +98,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.addr, "addr", ":8080", "listen `address`")
-	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serves https:// and wss://")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key, serves https:// and wss:// (TLS 1.3, or 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305 only), with HTTP/2 and WebSockets over HTTP/2")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.Var(&cfg.origins, "origin", "browser Origin `pattern` allowed besides the server's own host, e.g. 'https://*.example.com' or 'localhost:*' (repeatable)")
 	fs.Int64Var(&cfg.maxMessage, "max-message", 16<<20, "largest message in `bytes` on /ws/echo and /ws/broadcast, larger ones close with 1009; /ws/chat takes at most 16 KiB and /socket.io/ 1,000,000 bytes (or this, if smaller)")
@@ -143,14 +149,17 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 		return err
 	}
 	defer app.close()
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return err
-	}
 	srv := newHTTPServer(app, log)
 	scheme := "http"
 	if cfg.tlsCert != "" {
 		scheme = "https"
+		if srv.TLSConfig, err = tlsConfig(cfg.tlsCert, cfg.tlsKey); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "url", fmt.Sprintf("%s://%s/", scheme, displayAddr(ln.Addr())), "broker", app.bus.Name())
 	if ready != nil {
@@ -158,8 +167,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if cfg.tlsCert != "" {
-			errc <- srv.ServeTLS(ln, cfg.tlsCert, cfg.tlsKey)
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
 		} else {
 			errc <- srv.Serve(ln)
 		}
@@ -216,7 +225,75 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		IdleTimeout:       2 * time.Minute,  // keep-alive connections between requests
 		MaxHeaderBytes:    16 << 10,         // header floods: 431
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		HTTP2:             http2Config(),
 	}
+}
+
+// http2Config bounds what one HTTP/2 connection holds (with --tls-cert,
+// where a browser's WebSockets to the server share its page's
+// connection). net/http's defaults suit requests, not long-lived streams:
+//
+//   - MaxReceiveBufferPerStream, 256 KiB (default 1 MiB): what a stream may
+//     have in flight to the server. net/http's server gives window back
+//     only as the handler reads, so a WebSocket whose handler is busy (or
+//     blocked writing to a slow client) holds this much of the connection's
+//     window and of the server's memory. 256 KiB still carries a WebSocket
+//     at 25 MB/s over a 10 ms round trip.
+//   - MaxReceiveBufferPerConnection, 4 MiB (default 1 MiB): the window of
+//     the whole connection, so that it takes 16 stalled streams, not one,
+//     before the page's other WebSockets (and its fetches) stop; 4 MiB is
+//     also the most a connection can make the server buffer.
+//   - MaxReadFrameSize, 16 KiB (the protocol's minimum; default 1 MiB):
+//     Go clients size their send buffer by the peer's frame size (up to
+//     512 KiB per stream for 1 MiB; see ws.HTTP2Pool), and 16 KiB frames
+//     cost 9 bytes of header each, 0.05%.
+//
+// MaxConcurrentStreams stays net/http's 250 per connection: a client that
+// wants more streams waits for one to end or opens another connection.
+func http2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     256 << 10,
+		MaxReceiveBufferPerConnection: 4 << 20,
+		MaxReadFrameSize:              16 << 10,
+	}
+}
+
+// tlsConfig is the TLS profile of duplex serve: Mozilla's "intermediate"
+// (its server-side TLS guidelines, less the DHE suites, which Go does not
+// implement), that is TLS 1.3, or TLS 1.2 with ECDHE key exchange and an
+// AEAD cipher (AES-GCM, ChaCha20-Poly1305) only: forward secrecy always,
+// no CBC (Lucky 13 and padding oracles), no RSA key exchange (ROBOT), no
+// TLS 1.0/1.1 (RFC 8996).
+//
+// Not TLS 1.3 alone (Mozilla's "modern"): TLS 1.2 clients are still
+// common where real-time clients run (older Android and Java, embedded
+// devices, TLS-terminating proxies), and TLS 1.2 with these suites has no
+// known weakness. HTTP/2 allows all of them (RFC 9113 §9.2.2). Go's own
+// defaults are close, but also take ECDHE with AES-CBC, and GODEBUG
+// settings (tls10server, tlsrsakex) would widen them: an explicit list
+// does not move. TLS 1.3's suites are all AEAD and not configurable in
+// Go; key exchange uses Go's default groups (X25519MLKEM768, X25519,
+// P-256, P-384).
+//
+// The certificate and key are read once here, so that a bad file fails
+// at start with the file's name.
+func tlsConfig(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s --tls-key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}, nil
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for the log line.
@@ -346,6 +423,7 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 	failures := m.brokerFailures.WithLabelValues(s.bus.Name())
 	s.hub.brokerFailures, s.chat.brokerFailures = failures, failures
 
+	m.countSocketIORefusals(sioOpts)
 	sio, err := socketio.NewServer(sioOpts)
 	if err != nil {
 		return nil, err
@@ -406,6 +484,9 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 			Compression:    broadcastCompression,
 		},
 	}
+	m.countWebSocketFailures("echo", s.echo)
+	m.countWebSocketFailures("broadcast", s.broadcast)
+	m.countWebSocketFailures("chat", s.chatWS)
 	s.mux.HandleFunc("GET /{$}", s.handleIndex)
 	s.mux.Handle("GET /ws/echo", s.echo)
 	s.mux.Handle("GET /ws/broadcast", s.broadcast)

@@ -47,8 +47,11 @@
 //	                                             TestDecodeLimits
 //	attachment floods (socket.io-parser        socketio_test.go: TestSIOAttachmentFlood (1e9 and 2^63 announced,
 //	CVE-2026-33151)                              11 > MaxAttachments, unannounced binaries)
-//	100,000 dynamic namespace names            socketio_test.go: TestSIONamespaceFlood; socketio/server_test.go:
-//	                                             TestMaxDynamicNamespaces
+//	100,000 namespace CONNECTs on one          socketio_test.go: TestSIONamespaceFlood (CONNECT_ERROR past
+//	connection                                   MaxNamespacesPerConnection, 100; with it lifted, "Invalid
+//	                                             namespace" past MaxDynamicNamespaces; heap bounded);
+//	                                             socketio/server_test.go: TestMaxDynamicNamespaces;
+//	                                             socketio: TestMaxNamespacesPerConnection
 //	events flood while handlers are busy       socketio/server_test.go: TestPendingEventsLimit
 //	reconnect storm (2,000 polling, 300 WS     engineio_test.go: TestEIOReconnectStorm (503 + Retry-After past
 //	handshakes)                                  MaxSessions, responsive, goroutines back); engineio: TestMaxSessions
@@ -66,5 +69,6 @@
 //	                                             nesting, 8 MiB garbage); adapter/redis: TestRogueMessages,
 //	                                             TestMalformedMsgpack, TestShardedRogueMessages, TestStreamsRogueEntries
 //	rogue NATS node                            adapter_test.go: TestNATSRogueNode; adapter/nats: TestRogueMessages,
-//	                                             TestHelloFlood
+//	                                             TestHelloFlood, TestAttachmentFloodAllocates (attachments counted
+//	                                             before they are decoded)
 package adversarial

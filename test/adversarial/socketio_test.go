@@ -152,45 +152,63 @@ func TestSIOAttachmentFlood(t *testing.T) {
 }
 
 // TestSIONamespaceFlood: one connection sends CONNECTs to 100,000
-// namespace names that a dynamic matcher accepts. Only
-// MaxDynamicNamespaces (here 1,000) namespaces are made; the other
-// CONNECTs are refused with "Invalid namespace", and the server's heap
-// stays bounded.
+// namespace names that a dynamic matcher accepts. With the defaults, it
+// joins MaxNamespacesPerConnection (100, "/" included); the other CONNECTs
+// are refused with "Too many namespaces on this connection (at most
+// 100)" and make no namespace. With that limit lifted, only
+// MaxDynamicNamespaces (here 1,000) namespaces are made, and the other
+// CONNECTs are refused with "Invalid namespace". Either way the server's
+// heap stays bounded.
 func TestSIONamespaceFlood(t *testing.T) {
-	const names, maxDynamic = 100_000, 1_000
-	ss := startSIO(t, socketio.ServerOptions{MaxDynamicNamespaces: maxDynamic})
-	var made atomic.Int64
-	ss.OfFunc(func(name string) bool { return strings.HasPrefix(name, "/flood-") }, func(*socketio.Namespace) { made.Add(1) })
-	c := ss.connect(t)
-	var flood []byte
-	for i := range names {
-		flood = appendFrame(flood, true, false, opText, fmt.Appendf(nil, "40/flood-%d,", i), -1)
-	}
-	var joined, refused int
-	_, grown := measure(func() {
-		c.writeAsync(flood)
-		for joined+refused < names {
-			m := c.readText(step)
-			switch {
-			case strings.HasPrefix(m, "40/flood-"):
-				joined++
-			case strings.HasPrefix(m, "44/flood-") && strings.HasSuffix(m, `,{"message":"Invalid namespace"}`):
-				refused++
-			default:
-				t.Fatalf("unexpected %q", m)
+	const names = 100_000
+	for _, tc := range []struct {
+		name    string
+		opts    socketio.ServerOptions
+		joined  int    // besides "/"
+		refusal string // the CONNECT_ERROR's payload
+	}{
+		{"per-connection", socketio.ServerOptions{MaxDynamicNamespaces: 1_000},
+			socketio.DefaultMaxNamespacesPerConnection - 1, `{"message":"Too many namespaces on this connection (at most 100)"}`},
+		{"dynamic", socketio.ServerOptions{MaxDynamicNamespaces: 1_000, MaxNamespacesPerConnection: -1},
+			1_000, `{"message":"Invalid namespace"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ss := startSIO(t, tc.opts)
+			var made atomic.Int64
+			ss.OfFunc(func(name string) bool { return strings.HasPrefix(name, "/flood-") }, func(*socketio.Namespace) { made.Add(1) })
+			c := ss.connect(t)
+			var flood []byte
+			for i := range names {
+				flood = appendFrame(flood, true, false, opText, fmt.Appendf(nil, "40/flood-%d,", i), -1)
 			}
-		}
-	})
-	t.Logf("%d joined, %d refused; heap in use grew %d KiB", joined, refused, grown>>10)
-	if made.Load() != maxDynamic || joined != maxDynamic {
-		t.Errorf("%d namespaces made, %d joined, want %d", made.Load(), joined, maxDynamic)
+			var joined, refused int
+			_, grown := measure(func() {
+				c.writeAsync(flood)
+				for joined+refused < names {
+					m := c.readText(step)
+					switch {
+					case strings.HasPrefix(m, "40/flood-"):
+						joined++
+					case strings.HasPrefix(m, "44/flood-") && strings.HasSuffix(m, ","+tc.refusal):
+						refused++
+					default:
+						t.Fatalf("unexpected %q", m)
+					}
+				}
+			})
+			t.Logf("%d joined, %d refused; heap in use grew %d KiB", joined, refused, grown>>10)
+			if made.Load() != int64(tc.joined) || joined != tc.joined {
+				t.Errorf("%d namespaces made, %d joined, want %d", made.Load(), joined, tc.joined)
+			}
+			// A namespace and a socket cost some KiB: 1,000 of them, not
+			// 100,000.
+			if grown > 32<<20 {
+				t.Errorf("heap in use grew by %d MiB", grown>>20)
+			}
+			_ = c.nc.Close()
+			ss.echoWorks(t)
+		})
 	}
-	// A namespace and a socket cost some KiB: 1,000 of them, not 100,000.
-	if grown > 32<<20 {
-		t.Errorf("heap in use grew by %d MiB", grown>>20)
-	}
-	_ = c.nc.Close()
-	ss.echoWorks(t)
 }
 
 // TestSIOInvalidUTF8: event names and arguments that are not UTF-8 never
