@@ -24,6 +24,7 @@ import (
 
 const benchUsage = `Usage: duplex bench SCENARIO [flags] URL
        duplex bench socketio --mode fanout [flags] URL [URL...]
+       duplex bench soak [flags] [URL...]   (duplex bench soak --help)
 
 Loads a WebSocket server (ours or any other) and reports what it sustained.
 A run always ends by itself: after --duration, or once --count operations
@@ -82,6 +83,12 @@ Scenarios:
            ack latency. --count counts publishes.
              duplex bench socketio --mode fanout --conns 1000 --rate 200 \
                http://127.0.0.1:3001/ http://127.0.0.1:3011/
+  soak     a bounded soak of Socket.IO rooms over Redis: thousands of
+           clients join, leave, say with acknowledgements and drop their
+           connections while Redis is restarted; checks that no
+           acknowledged message is lost, that memory stays flat and that
+           the goroutines come back. Its own flags: duplex bench soak --help.
+             duplex bench soak --duration 10m
 
 Only loopback targets (127.0.0.0/8, ::1, localhost) are allowed unless
 --allow-remote is given: load only servers you are responsible for.
@@ -98,7 +105,7 @@ Flags:
 `
 
 // benchScenarios are the scenarios bench runs, in the order of the usage.
-var benchScenarios = []string{"echo", "idle", "connect", "fanout", "socketio"}
+var benchScenarios = []string{"echo", "idle", "connect", "fanout", "socketio", "soak"}
 
 // benchFlagScenarios lists the flags that only some scenarios take; using
 // one with another scenario is an error rather than silently ignored.
@@ -212,6 +219,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fs.Usage()
 		return errUsage
+	}
+	if args[0] == "soak" { // its own flags: bench_soak.go
+		return soakCmd(args[1:], stdout, stderr)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help":
