@@ -177,13 +177,13 @@
 // Close stops it and waits for it.
 //
 // Each broadcast that recovery keeps waits for the stream's
-// acknowledgement (a round trip to NATS) before its local delivery. A
-// server's own broadcasts reach its local sockets at once, the others'
-// through the stream: when two servers broadcast at once, a local
-// client may get the two in another order than the stream's, and after
-// a recovery from the earlier offset, the later event again. Between the
-// end of a restore and the socket joining its rooms (microseconds), an
-// event the live consumer delivers is missed.
+// acknowledgement (a round trip to NATS), and reaches the server's own
+// sockets through its consumer, like the other servers' (the message
+// carries the header Duplex-Delivery: stream): every client gets the
+// events with offsets in the stream's order, whichever server
+// broadcast them, and a recovery from an offset gets exactly the events
+// after it. Between the end of a restore and the socket joining its
+// rooms (microseconds), an event the live consumer delivers is missed.
 //
 // # Not supported yet
 //

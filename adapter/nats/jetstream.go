@@ -362,13 +362,27 @@ func (j *JetStreamAdapter) handleLog(m jetstream.Msg) (seq uint64) {
 		return 0
 	}
 	seq = meta.Sequence.Stream
-	if err := j.dispatchLog(subj, m.Data(), seq); err != nil {
+	fromLog := m.Headers().Get(deliveryHeader) == deliveryFromStream
+	if err := j.dispatchLog(subj, m.Data(), seq, fromLog); err != nil {
 		a.log.Warn("nats: stream message dropped", "subject", subj, "seq", seq, "err", err)
 	}
 	return seq
 }
 
-func (j *JetStreamAdapter) dispatchLog(subj string, data []byte, seq uint64) error {
+// deliveryHeader, set to deliveryFromStream on a broadcast a server
+// records in the stream, tells that server's consumer to deliver it to
+// the local sockets too: they get it in the stream's order, after what
+// other servers recorded before it. The other messages a server
+// publishes are delivered locally by Broadcast, and skipped by its
+// consumer.
+const (
+	deliveryHeader     = "Duplex-Delivery"
+	deliveryFromStream = "stream"
+)
+
+// dispatchLog handles message seq of the stream, on subject subj. This
+// server's own messages are skipped unless fromLog (deliveryHeader).
+func (j *JetStreamAdapter) dispatchLog(subj string, data []byte, seq uint64, fromLog bool) error {
 	a := j.Adapter
 	if len(data) > maxMessageSize {
 		return fmt.Errorf("a message of %d bytes, more than %d", len(data), maxMessageSize)
@@ -380,7 +394,7 @@ func (j *JetStreamAdapter) dispatchLog(subj string, data []byte, seq uint64) err
 			return err
 		}
 		if a.mem.RoomSize(name) == 0 {
-			j.exceptRestored(&socketio.BroadcastOptions{}, seq, true) // forgets what is past
+			j.exceptRestored(&socketio.BroadcastOptions{}, seq) // forgets what is past
 			return nil
 		}
 	}
@@ -391,7 +405,7 @@ func (j *JetStreamAdapter) dispatchLog(subj string, data []byte, seq uint64) err
 	if err := json.Unmarshal(data, &e); err != nil {
 		return fmt.Errorf("not a message: %w", err)
 	}
-	if e.UID == a.uid {
+	if e.UID == a.uid && !fromLog {
 		return nil // ours: done locally already
 	}
 	if len(e.Att) > maxAttachments {
@@ -407,7 +421,7 @@ func (j *JetStreamAdapter) dispatchLog(subj string, data []byte, seq uint64) err
 	if err != nil {
 		return fmt.Errorf("a broadcast: %w", err)
 	}
-	return j.deliver(p, e.Opts.options(), seq, true)
+	return j.deliver(p, e.Opts.options(), seq)
 }
 
 // recoverable reports whether p, broadcast with opts, gets an offset.
@@ -418,8 +432,8 @@ func (j *JetStreamAdapter) recoverable(p *socketio.Packet, opts *socketio.Broadc
 // deliver delivers p, recorded as message seq of the stream, to this
 // process's sockets, with seq as offset when recovery keeps it. The
 // sockets restored up to seq or later are left out: they got it.
-func (j *JetStreamAdapter) deliver(p *socketio.Packet, opts *socketio.BroadcastOptions, seq uint64, inOrder bool) error {
-	opts = j.exceptRestored(opts, seq, inOrder)
+func (j *JetStreamAdapter) deliver(p *socketio.Packet, opts *socketio.BroadcastOptions, seq uint64) error {
+	opts = j.exceptRestored(opts, seq)
 	if !j.recoverable(p, opts) {
 		return j.mem.Broadcast(p, opts)
 	}
@@ -433,9 +447,9 @@ func (j *JetStreamAdapter) deliver(p *socketio.Packet, opts *socketio.BroadcastO
 }
 
 // exceptRestored returns opts, excepting the restored sockets that got
-// message seq already. When the messages come in the stream's order
-// (inOrder), it forgets the sockets whose restore seq is past.
-func (j *JetStreamAdapter) exceptRestored(opts *socketio.BroadcastOptions, seq uint64, inOrder bool) *socketio.BroadcastOptions {
+// message seq already, and forgets the sockets whose restore seq is
+// past: the messages come in the stream's order.
+func (j *JetStreamAdapter) exceptRestored(opts *socketio.BroadcastOptions, seq uint64) *socketio.BroadcastOptions {
 	j.restoredMu.Lock()
 	defer j.restoredMu.Unlock()
 	if len(j.restored) == 0 {
@@ -447,7 +461,7 @@ func (j *JetStreamAdapter) exceptRestored(opts *socketio.BroadcastOptions, seq u
 		switch {
 		case seq <= upTo:
 			o.Except = append(o.Except, sid)
-		case inOrder:
+		default:
 			delete(j.restored, sid)
 		}
 	}
@@ -470,13 +484,15 @@ func appendOffset(data json.RawMessage, seq uint64) json.RawMessage {
 	return append(out, '"', ']')
 }
 
-// Broadcast records the broadcast in the stream (unless opts.Local),
-// then delivers it to this process's sockets. An event that recovery
-// keeps waits for the stream's acknowledgement (Options.RequestsTimeout
-// at most), whose sequence is its offset; the others, like every
-// broadcast while the connection to NATS is down, are published without
-// waiting and delivered without offset. If the stream cannot be written,
-// the local delivery is done anyway, without offset, and the error
+// Broadcast records the broadcast in the stream (unless opts.Local) and
+// delivers it to this process's sockets. An event that recovery keeps
+// waits for the stream's acknowledgement (Options.RequestsTimeout at
+// most), whose sequence is its offset, and reaches the local sockets
+// through the stream, like the other servers' events: every client gets
+// them in the stream's order. The others, like every broadcast while
+// the connection to NATS is down, are published without waiting and
+// delivered at once, without offset. If the stream cannot be written,
+// the local delivery is done at once, without offset, and the error
 // returned.
 func (j *JetStreamAdapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
 	a := j.Adapter
@@ -503,8 +519,8 @@ func (j *JetStreamAdapter) Broadcast(p *socketio.Packet, opts *socketio.Broadcas
 	}
 	ctx, cancel := context.WithTimeout(j.ctx, a.opts.RequestsTimeout)
 	defer cancel()
-	ack, err := j.js.Publish(ctx, subj, b, jetstream.WithExpectStream(j.stream))
-	if err != nil {
+	msg := &natsgo.Msg{Subject: subj, Data: b, Header: natsgo.Header{deliveryHeader: {deliveryFromStream}}}
+	if _, err = j.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(j.stream)); err != nil {
 		if lerr := a.mem.Broadcast(p, opts); lerr != nil {
 			return lerr
 		}
@@ -513,7 +529,7 @@ func (j *JetStreamAdapter) Broadcast(p *socketio.Packet, opts *socketio.Broadcas
 		}
 		return fmt.Errorf("nats: recording a broadcast in stream %s: %w", j.stream, err)
 	}
-	return j.deliver(p, opts, ack.Sequence, false)
+	return nil
 }
 
 // Close stops reading the stream, then closes the Adapter. It does not
