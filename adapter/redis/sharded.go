@@ -210,12 +210,16 @@ func (a *Adapter) onClusterMessage(channel string, b []byte) error {
 }
 
 // onCluster handles message cm with attachments att; offset is its id in
-// the stream, if it came from one.
+// the stream, if it came from one. This server's own messages are
+// skipped, but for the broadcasts recovery keeps that it read from the
+// stream: StreamsAdapter.Broadcast leaves their local delivery to the
+// reader, so that they reach the local sockets in the stream's order.
 func (a *Adapter) onCluster(channel string, cm *clusterMessage, att [][]byte, offset string) error {
-	if cm.UID == a.uid {
+	d := &cm.Data
+	own := cm.UID == a.uid
+	if own && (offset == "" || cm.Type != cmBroadcast || d.RequestID != nil) {
 		return nil
 	}
-	d := &cm.Data
 	m := &message{UID: cm.UID, RequestID: d.RequestID, Opts: d.Opts, Rooms: d.Rooms, Close: d.Close}
 	switch cm.Type {
 	case cmFetchSocketsResponse:
@@ -252,10 +256,14 @@ func (a *Adapter) onCluster(channel string, cm *clusterMessage, att [][]byte, of
 			return fmt.Errorf("a broadcast's packet: %w", err)
 		}
 		p.Namespace = a.ns.Name()
-		if offset != "" {
-			return a.deliverWithOffset(p, d.Opts.options(), offset)
+		opts := d.Opts.options()
+		if own && !a.recoverable(p, opts) {
+			return nil // delivered by Broadcast
 		}
-		return a.mem.Broadcast(p, d.Opts.options())
+		if offset != "" {
+			return a.deliverWithOffset(p, opts, offset)
+		}
+		return a.mem.Broadcast(p, opts)
 	case cmSocketsJoin, cmSocketsLeave, cmDisconnectSockets:
 		if d.Opts == nil {
 			return errors.New("a request without opts")

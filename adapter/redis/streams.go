@@ -344,11 +344,14 @@ func (a *Adapter) deliverWithOffset(p *socketio.Packet, opts *socketio.Broadcast
 	return a.mem.Broadcast(&q, opts)
 }
 
-// Broadcast adds the broadcast to the stream (unless opts.Local), then
-// delivers it to this process's sockets with the entry's id as offset.
-// It waits for Redis (Options.RequestsTimeout at most); if the stream
-// cannot be written, the local delivery is done anyway, without offset,
-// and the error returned.
+// Broadcast adds the broadcast to the stream (unless opts.Local) and
+// delivers it to this process's sockets. It waits for Redis
+// (Options.RequestsTimeout at most). An event that recovery keeps
+// reaches the local sockets through this server's stream reader, with
+// the entry's id as offset, like the other servers' events: every
+// client gets them in the stream's order. The others are delivered at
+// once. If the stream cannot be written, the local delivery is done at
+// once, without offset, and the error returned.
 func (s *StreamsAdapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
 	a := s.Adapter
 	if opts.Local {
@@ -367,6 +370,9 @@ func (s *StreamsAdapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastO
 			return lerr
 		}
 		return err
+	}
+	if a.recoverable(p, opts) {
+		return nil // delivered by the reader
 	}
 	return a.deliverWithOffset(p, opts, id)
 }

@@ -184,6 +184,55 @@ func TestStreamsRecoveryAcrossServers(t *testing.T) {
 	}
 }
 
+// TestStreamsOrder: events with offsets that two servers broadcast in
+// turn reach a client in the stream's order, its own server's included:
+// each is in the stream before the next is sent.
+func TestStreamsOrder(t *testing.T) {
+	rdb := redisClient(t)
+	key := streamsKey(t)
+	a, b := streamsNode(t, rdb, key), streamsNode(t, rdb, key)
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	s, err := socketio.Dial(ctxStep(t), srv.URL, nil, &socketio.ClientOptions{
+		Engine: &engineio.DialOptions{Transports: []string{engineio.TransportWebSocket}},
+	})
+	must(t, err)
+	defer s.Manager().Close()
+	events := make(chan string, 100)
+	s.OnAny(func(s *socketio.ClientSocket, e *socketio.Event) {
+		var parts []string
+		for i := range e.Len() {
+			parts = append(parts, string(e.Raw(i)))
+		}
+		events <- e.Name + " " + strings.Join(parts, " ")
+	})
+	if _, err := s.EmitWithAck(ctxStep(t), "join", "red"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		must(t, []*socketio.Server{b, a}[i%2].To("red").Emit("ev", i))
+	}
+	var prev string
+	for i := range n {
+		var line string
+		select {
+		case line = <-events:
+		case <-time.After(step):
+			t.Fatalf("no event %d within %v", i, step)
+		}
+		f := strings.Fields(line)
+		var off string
+		if len(f) != 3 || json.Unmarshal([]byte(f[2]), &off) != nil || !offsetRE.MatchString(off) {
+			t.Fatalf("event %q: not ev <i> <offset>", line)
+		}
+		if f[1] != fmt.Sprint(i) || prev != "" && !streamIDLess(prev, off) {
+			t.Fatalf("event %d: %q after offset %s", i, line, prev)
+		}
+		prev = off
+	}
+}
+
 // TestStreamsCluster runs the scenarios of the classic adapter on the
 // Streams adapter (without recovery).
 func TestStreamsCluster(t *testing.T) {
