@@ -255,6 +255,14 @@ func (c *chat) OnMessage(conn *ws.Conn, typ ws.MessageType, data []byte) {
 		_ = conn.Close(ws.StatusUnsupportedData, "the chat speaks JSON in text messages")
 		return
 	}
+	if err := c.request(m, data); err != nil {
+		c.sendTo(m, &chatEvent{Type: "error", Message: err.Error()})
+	}
+}
+
+// request does what a /ws/chat client's message asks: {"type": "join",
+// "room", "nick"}, {"type": "nick", "nick"} or {"type": "say", "text"}.
+func (c *chat) request(m *chatMember, data []byte) error {
 	var req struct {
 		Type string `json:"type"`
 		Room string `json:"room"`
@@ -262,23 +270,17 @@ func (c *chat) OnMessage(conn *ws.Conn, typ ws.MessageType, data []byte) {
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(data, &req); err != nil {
-		c.sendTo(m, &chatEvent{Type: "error", Message: "not a JSON object: " + err.Error()})
-		return
+		return fmt.Errorf("not a JSON object: %w", err)
 	}
-	var err error
 	switch req.Type {
 	case "join":
-		err = c.join(m, req.Room, req.Nick)
+		return c.join(m, req.Room, req.Nick)
 	case "nick":
-		err = c.rename(m, req.Nick)
+		return c.rename(m, req.Nick)
 	case "say":
-		err = c.say(m, req.Text)
-	default:
-		err = fmt.Errorf("unknown type %q: use join, nick or say", req.Type)
+		return c.say(m, req.Text)
 	}
-	if err != nil {
-		c.sendTo(m, &chatEvent{Type: "error", Message: err.Error()})
-	}
+	return fmt.Errorf("unknown type %q: use join, nick or say", req.Type)
 }
 
 // OnError logs a client that broke the protocol.

@@ -198,9 +198,12 @@ func TestServeBrokerOutage(t *testing.T) {
 	t.Cleanup(kill)
 
 	cfg := serveConfig{maxMessage: 16 << 20, redis: "redis://127.0.0.1:" + port}
+	began := time.Now()
 	a, _ := startApp(t, cfg, nil)
 	b, _ := startApp(t, cfg, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// The whole test's budget: its steps wait up to 10 s each (waitFor),
+	// and a loaded CI machine has taken more than 30 s in all.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dial := func(base string) *ws.Conn {
 		c, _, err := ws.Dial(ctx, wsURL(base, "/ws/broadcast"), nil)
@@ -214,7 +217,7 @@ func TestServeBrokerOutage(t *testing.T) {
 	read := func(c *ws.Conn) string {
 		_, p, err := c.Read(ctx)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", time.Since(began).Round(time.Millisecond), err)
 		}
 		return string(p)
 	}
