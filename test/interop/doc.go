@@ -13,10 +13,25 @@
 //   - headless Chromium, driven by playwright-core, against duplex serve
 //     (browser_test.go, browser-ws.mjs), and side by side with ws.Socket:
 //     the same scenarios give the same readyStates and events in both
-//     (socket_browser_test.go, socket-browser.mjs).
+//     (socket_browser_test.go, socket-browser.mjs); the chat page with
+//     WebSocket and Socket.IO clients (chat_browser_test.go);
+//   - duplex serve over TLS: its TLS profile, duplex connect and Node ws
+//     over wss:// (tls_test.go, tls-peer.mjs); WebSockets over HTTP/2 (RFC
+//     8441) from Chromium and socket.io-client (h2_browser_test.go,
+//     h2-browser.mjs), and the HTTP/1.1 fallback with Node ws and gorilla
+//     (h2_fallback_test.go);
+//   - Engine.IO with the npm engine.io-client and engine.io server
+//     (engineio_test.go, eio-client.mjs, eio-server.mjs);
+//   - Socket.IO: the official socket.io-client against our server
+//     (socketio_test.go, sio-scenarios.mjs), our client against the
+//     official server and ours (socketio_client_test.go, sio-server.mjs),
+//     and clusters of conformance servers with a Node server on Redis, in
+//     every adapter variant, Streams recovery across servers included
+//     (socketio_redis_test.go, socketio-redis.mjs), and on NATS, core and
+//     JetStream (socketio_nats_test.go).
 //
-// The tests need node (v20 or later), nginx and /usr/bin/chromium, and the
-// npm dependencies:
+// The tests need node (v20 or later), nginx and /usr/bin/chromium, Redis
+// and NATS on 127.0.0.1, and the npm dependencies:
 //
 //	cd test/interop && npm ci
 //
