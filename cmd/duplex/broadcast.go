@@ -63,10 +63,10 @@ func (h *hub) len() int {
 // OnOpen subscribes c.
 func (h *hub) OnOpen(c *ws.Conn) {
 	h.log.Debug("broadcast connection open", "remote", c.RemoteAddr().String())
-	h.m.conns.Inc()
 	h.mu.Lock()
 	h.subs[c] = struct{}{}
 	h.mu.Unlock()
+	h.m.conns.Inc() // after the subscription: the gauge says who gets broadcasts
 }
 
 // OnMessage sends the message to every subscriber of the cluster, the

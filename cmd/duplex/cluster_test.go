@@ -80,6 +80,10 @@ func testClusterBroadcast(t *testing.T, a, b string) {
 		defer c.CloseNow()
 		conns = append(conns, c)
 	}
+	// The handshake's answer can reach a client before its server has
+	// run OnOpen: wait until both processes count their subscribers.
+	waitGauge(ctx, t, a, `duplex_connections{endpoint="broadcast"} 2`)
+	waitGauge(ctx, t, b, `duplex_connections{endpoint="broadcast"} 1`)
 	// Every subscriber of both processes gets both messages, in one order.
 	_ = conns[0].Write(ctx, ws.MessageText, []byte("from a"))
 	_ = conns[2].Write(ctx, ws.MessageBinary, []byte("from b"))
@@ -105,6 +109,21 @@ func testClusterBroadcast(t *testing.T, a, b string) {
 	}
 }
 
+// waitGauge waits until base's /metrics has the line want.
+func waitGauge(ctx context.Context, t *testing.T, base, want string) {
+	t.Helper()
+	for {
+		if strings.Contains(get(t, base+"/metrics", 200), want) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s/metrics never had %s", base, want)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func testClusterChat(t *testing.T, a, b string) {
 	t.Helper()
 	ann := dialChat(t, a)
@@ -114,9 +133,20 @@ func testClusterChat(t *testing.T, a, b string) {
 	ann.next(t, "join") // her own
 	bob := dialChat(t, b)
 	bob.next(t, "welcome")
-	bob.send(t, map[string]string{"type": "join", "room": "cluster", "nick": "bob"})
-	if w := bob.next(t, "welcome"); w.Online != 2 {
-		t.Errorf("bob's welcome counts %d online, want 2 (ann is on the other process)", w.Online)
+	// Presence crosses the broker: b may hear of ann's join a moment
+	// after a does. Joining the room one is in again answers with a fresh
+	// welcome and tells nobody, so bob asks until b counts ann.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bob.send(t, map[string]string{"type": "join", "room": "cluster", "nick": "bob"})
+		w := bob.next(t, "welcome")
+		if w.Online == 2 {
+			break
+		}
+		if w.Online != 1 || time.Now().After(deadline) {
+			t.Fatalf("bob's welcome counts %d online, want 2 (ann is on the other process)", w.Online)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if j := ann.next(t, "join"); j.Nick != "bob" || j.Online != 2 {
 		t.Errorf("ann saw %+v, want bob joining, 2 online", j)

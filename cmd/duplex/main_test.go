@@ -303,3 +303,73 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) {
 		t.Fatal(err)
 	}
 }
+
+// TestServeDrainHealthz holds the drain open with a WebSocket client that
+// has not yet read the server's close frame: meanwhile /healthz answers
+// 503 "draining" and a new WebSocket is refused with 503, and once the
+// client reads its 1001, serve returns nil.
+func TestServeDrainHealthz(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	cfg := serveConfig{addr: "127.0.0.1:0", maxMessage: 16 << 20, drain: 20 * time.Second}
+	go func() { errc <- serve(ctx, cfg, slog.New(slog.DiscardHandler), ready) }()
+	var addr string
+	select {
+	case a := <-ready:
+		addr = a.String()
+	case err := <-errc:
+		t.Fatalf("serve: %v", err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer dcancel()
+	c, _, err := ws.Dial(dctx, "ws://"+addr+"/ws/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+
+	cancel() // as SIGTERM does
+	var body string
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatalf("/healthz while draining: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			body = string(b)
+			break
+		}
+		if dctx.Err() != nil {
+			t.Fatalf("/healthz still answers %d %q after the shutdown began", resp.StatusCode, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if body != "draining\n" {
+		t.Errorf("/healthz while draining: %q, want \"draining\\n\"", body)
+	}
+	if _, resp, err := ws.Dial(dctx, "ws://"+addr+"/ws/echo", nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a new WebSocket while draining: %v (response %v), want 503", err, resp)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("serve returned (%v) before the client answered the close", err)
+	default:
+	}
+
+	// The client reads the 1001 and answers it: the drain ends.
+	if _, _, err := c.Read(dctx); ws.CloseStatus(err) != ws.StatusGoingAway {
+		t.Errorf("the client read %v, want close 1001", err)
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-dctx.Done():
+		t.Fatal("serve did not return after the last client closed")
+	}
+}

@@ -178,7 +178,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "drain", cfg.drain)
+	log.Info("shutting down", "drain", cfg.drain.String())
 	app.draining.Store(true)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
 	defer cancel()
@@ -557,8 +557,13 @@ func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 	h.m.received(len(data))
 	h.m.sent(1, len(data))
 	if err := c.Write(context.Background(), typ, data); err != nil {
+		// A connection that is closing (a close frame from either side, or
+		// the shutdown's 1001) or already lost needs nothing more: cutting
+		// it here would drop the close frame still on its way out.
 		h.log.Debug("echo write failed", "remote", c.RemoteAddr().String(), "err", err)
-		_ = c.CloseNow()
+		if !errors.Is(err, net.ErrClosed) {
+			_ = c.CloseNow()
+		}
 	}
 }
 
