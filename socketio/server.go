@@ -118,6 +118,8 @@ type Server struct {
 	maxNamespaces  int // per connection; <= 0: no limit
 	onConnectError func(r *http.Request, nsp string, err error)
 
+	handlers busy // sockets' executors at work
+
 	mu      sync.Mutex
 	nsps    map[string]*Namespace
 	dynamic []dynamicNamespace
@@ -334,10 +336,18 @@ func (s *Server) Close() error {
 // Shutdown disconnects every client gracefully (what is queued for a
 // client goes out first; a long-polling client gets the close with its
 // next poll) and waits, until ctx is done, for their sessions to close;
-// then it closes the rest at once, as Close does. It closes the
-// namespaces' adapters.
+// then it closes the rest at once, as Close does. It then waits, until
+// ctx is done, for the handlers still running or queued (the disconnect
+// handlers among them) to return, and closes the namespaces' adapters.
+// Close does not wait for handlers.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.stop(func() error { return s.eio.Shutdown(ctx) })
+	return s.stop(func() error {
+		err := s.eio.Shutdown(ctx)
+		if werr := s.handlers.wait(ctx); err == nil && werr != nil {
+			err = fmt.Errorf("socketio: handlers still running at the end of Shutdown: %w", werr)
+		}
+		return err
+	})
 }
 
 func (s *Server) stop(closeEngine func() error) error {

@@ -858,3 +858,51 @@ func TestMaxDynamicNamespaces(t *testing.T) {
 	rc.send("0/d,")
 	rc.expect(`4/d,{"message":"Invalid namespace"}`)
 }
+
+// TestShutdownWaitsForHandlers: Shutdown returns after the disconnect
+// handlers have run, and a handler that does not return in time makes it
+// return ctx's error.
+func TestShutdownWaitsForHandlers(t *testing.T) {
+	srv, url := newTestServer(t, nil)
+	var ran atomic.Bool
+	connected := make(chan struct{}, 2)
+	release := make(chan struct{})
+	srv.OnConnection(func(s *Socket) {
+		s.OnDisconnect(func(*Socket, string) {
+			time.Sleep(100 * time.Millisecond) // a handler that saves state
+			ran.Store(true)
+		})
+		connected <- struct{}{}
+	})
+	rc := dialRaw(t, url)
+	rc.connect("/", "")
+	<-connected
+
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if !ran.Load() {
+		t.Fatal("Shutdown returned before the disconnect handler did")
+	}
+
+	srv2, url2 := newTestServer(t, nil)
+	entered := make(chan struct{})
+	srv2.OnConnection(func(s *Socket) {
+		s.On("block", func(*Socket, *Event) { close(entered); <-release })
+		connected <- struct{}{}
+	})
+	rc2 := dialRaw(t, url2)
+	rc2.connect("/", "")
+	<-connected
+	rc2.send(`2["block"]`)
+	<-entered
+	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	err := srv2.Shutdown(short)
+	close(release)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a handler still blocked: %v, want context.DeadlineExceeded", err)
+	}
+}

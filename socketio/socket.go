@@ -100,7 +100,7 @@ func newSocket(ns *Namespace, c *client, auth json.RawMessage) *Socket {
 		},
 		handlers: make(map[string][]*eventHandler),
 		acks:     make(map[int64]func(*Args)),
-		exec:     executor{limit: ns.srv.maxPending},
+		exec:     executor{limit: ns.srv.maxPending, track: &ns.srv.handlers},
 	}
 	if ns.srv.recovery != nil {
 		s.pid = newID()
@@ -592,6 +592,7 @@ func safeCall(srv *Server, s *Socket, fn func() error) (err error) {
 // goroutine that exists while it has work.
 type executor struct {
 	limit   int
+	track   *busy // counts the goroutine, when not nil
 	mu      sync.Mutex
 	queue   []func()
 	running bool
@@ -621,6 +622,7 @@ func (e *executor) push(f func()) {
 	e.running = true
 	e.mu.Unlock()
 	if start {
+		e.track.add()
 		go e.loop()
 	}
 }
@@ -632,6 +634,7 @@ func (e *executor) loop() {
 			e.running = false
 			e.queue = nil
 			e.mu.Unlock()
+			e.track.done()
 			return
 		}
 		f := e.queue[0]
@@ -639,5 +642,56 @@ func (e *executor) loop() {
 		e.queue = e.queue[1:]
 		e.mu.Unlock()
 		f()
+	}
+}
+
+// busy counts goroutines at work (the executors of a server's sockets),
+// so that Shutdown can wait for them. Unlike a sync.WaitGroup it may go
+// from zero to one while someone waits.
+type busy struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to zero; nil until waited on
+}
+
+func (b *busy) add() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.n++
+	b.mu.Unlock()
+}
+
+func (b *busy) done() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.n--
+	if b.n == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+	b.mu.Unlock()
+}
+
+// wait returns nil once nothing is at work, or ctx's error.
+func (b *busy) wait(ctx context.Context) error {
+	b.mu.Lock()
+	if b.n == 0 {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.idle == nil {
+		b.idle = make(chan struct{})
+	}
+	idle := b.idle
+	b.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
