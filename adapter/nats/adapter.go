@@ -75,14 +75,20 @@ type Options struct {
 
 // Connect connects to the NATS servers of url (comma-separated) with the
 // options the adapter wants, before opts: reconnect forever
-// (MaxReconnects(-1)) every 250 ms with jitter, and retry a failed first
-// connection in the background (the adapter works locally meanwhile).
+// (MaxReconnects(-1)) with a capped exponential backoff (the zero
+// Backoff: from 125–250 ms, doubling, up to 2–4 s; it starts over after
+// each successful reconnection), and retry a failed first connection in
+// the background (the adapter works locally meanwhile). Options in opts
+// that set natsgo.ReconnectWait or ReconnectJitter to other values than
+// nats.go's defaults, or natsgo.CustomReconnectDelay, replace the
+// backoff (opts are applied once more, to a scratch copy, to tell).
 func Connect(url string, opts ...natsgo.Option) (*natsgo.Conn, error) {
 	o := []natsgo.Option{
 		natsgo.MaxReconnects(-1),
-		natsgo.ReconnectWait(250 * time.Millisecond),
-		natsgo.ReconnectJitter(100*time.Millisecond, time.Second),
 		natsgo.RetryOnFailedConnect(true),
+	}
+	if !setsReconnectDelay(opts) {
+		o = append(o, natsgo.CustomReconnectDelay(Backoff{}.Delay))
 	}
 	return natsgo.Connect(url, append(o, opts...)...)
 }

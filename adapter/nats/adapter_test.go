@@ -610,7 +610,11 @@ func TestNATSRestart(t *testing.T) {
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nats-server"); serr != nil {
-			t.Skip("nats-server not in PATH nor /usr/sbin")
+			msg := "nats-server not in PATH nor /usr/sbin: TestNATSRestart starts its own (apt-get install nats-server)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
 		}
 		bin = "/usr/sbin/nats-server"
 	}
@@ -781,5 +785,43 @@ func TestHelloFlood(t *testing.T) {
 	defer mu.Unlock()
 	if hellos < 1 || hellos > maxHelloAnswers+1 {
 		t.Errorf("%d hellos for 200 hello-new; want 1 to %d", hellos, maxHelloAnswers+1)
+	}
+}
+
+// TestAllRooms: a server asks the others for their rooms and gets the
+// union of every server's rooms, the sockets' own ids among them, each
+// once; a server that does not answer (here, one that only says hello)
+// ends the request with ErrTimeout and the rooms that came.
+func TestAllRooms(t *testing.T) {
+	opts := &Options{Prefix: testPrefix(t), RequestsTimeout: 500 * time.Millisecond}
+	a, b := pair(t, opts, nil)
+	a1 := dial(t, a, "red", "shared")
+	b1 := dial(t, b, "blue", "shared")
+	b2 := dial(t, b)
+	want := sorted([]string{a1.s.ID(), b1.s.ID(), b2.s.ID(), "red", "blue", "shared"})
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		got, err := n.srv.Of("/").Adapter().(*Adapter).AllRooms(ctxStep(t))
+		must(t, err)
+		if d := cmp.Diff(want, sorted(got)); d != "" {
+			t.Errorf("%s: AllRooms (-want +got):\n%s", name, d)
+		}
+	}
+
+	nc := natsConn(t)
+	must(t, nc.Publish(opts.Prefix+"."+token("/")+".presence", []byte(`{"uid":"mute","type":20}`)))
+	eventually(t, "a counts the mute server", func() bool {
+		n, err := a.srv.Of("/").ServerCount(ctxStep(t))
+		return err == nil && n == 3
+	})
+	began := time.Now()
+	got, err := a.srv.Of("/").Adapter().(*Adapter).AllRooms(ctxStep(t))
+	if !errors.Is(err, ErrTimeout) {
+		t.Errorf("AllRooms with a mute server: %v; want ErrTimeout", err)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("AllRooms with a mute server took %v; want about the requests timeout (500ms)", d)
+	}
+	if d := cmp.Diff(want, sorted(got)); d != "" {
+		t.Errorf("AllRooms with a mute server (-want +got):\n%s", d)
 	}
 }

@@ -17,9 +17,9 @@
 //	})
 //	defer srv.Close() // closes the adapters; then nc.Close()
 //
-// Connect is natsgo.Connect with MaxReconnects(-1), a reconnect wait of
-// 250 ms with jitter, and RetryOnFailedConnect; a connection made
-// otherwise should reconnect by itself too.
+// Connect is natsgo.Connect with MaxReconnects(-1), a capped exponential
+// reconnection backoff with jitter (Backoff), and RetryOnFailedConnect;
+// a connection made otherwise should reconnect by itself too.
 //
 // # Subjects
 //
@@ -54,9 +54,9 @@
 // Every message is a JSON object {uid, type, rid?, data?, att?, opts?,
 // rooms?, close?, count?, sockets?}. The type numbers of adapter/redis
 // (and of @socket.io/redis-adapter) are kept for the operations both
-// have (2 join, 3 leave, 4 disconnect, 5 fetchSockets, 6 serverSideEmit,
-// 7 broadcast with acks, 8 client count, 9 acknowledgement), 10 is a
-// broadcast and 20–22 presence. opts is {rooms, except, flags: {volatile,
+// have (1 allRooms, 2 join, 3 leave, 4 disconnect, 5 fetchSockets, 6
+// serverSideEmit, 7 broadcast with acks, 8 client count, 9
+// acknowledgement), 10 is a broadcast and 20–22 presence. opts is {rooms, except, flags: {volatile,
 // noCompress}}, as the Redis adapter's. Event arguments travel as Duplex
 // holds them: data is the JSON array of arguments whose binary parts are
 // placeholders {"_placeholder":true,"num":N}, att the attachments
@@ -107,13 +107,19 @@
 // data is not a JSON array starting with the event name (nesting bounded
 // as socketio's parser bounds a client's), is logged and dropped. Requests that wait for the other
 // servers (FetchSockets, ServerSideEmit with acks, the client counts of
-// BroadcastWithAck) wait Options.RequestsTimeout (5 s by default) at
+// BroadcastWithAck, AllRooms) wait Options.RequestsTimeout (5 s by default) at
 // most and then fail with an error wrapping ErrTimeout.
 //
 // # Failures
 //
 // When the NATS server goes away, nats.go reconnects by itself and
-// subscribes again; meanwhile local delivery goes on, broadcasts, remote
+// subscribes again. With Connect's connection it waits before each
+// attempt (after each round of the server list) a random time between
+// half and all of 250 ms·2^(n−1), capped at 4 s: 125–250 ms, 250–500 ms,
+// 0.5–1 s, 1–2 s, then 2–4 s until the server is back, and it starts over
+// at the next outage (Backoff; set your own with
+// natsgo.CustomReconnectDelay(nats.Backoff{Initial: …, Max: …}.Delay)).
+// Meanwhile local delivery goes on, broadcasts, remote
 // join/leave/disconnect and server-side events without acks wait in
 // nats.go's reconnect buffer (8 MiB by default; then they fail with an
 // error) and go out once reconnected, and requests and ServerCount fail

@@ -18,6 +18,7 @@ import (
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 )
 
@@ -27,13 +28,15 @@ type privateNATS struct {
 	t    *testing.T
 	bin  string
 	port string
+	args []string // more arguments: -js -sd <dir>, kept across restarts
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 }
 
-// startPrivateNATS starts a private nats-server. Without the binary the
-// test is skipped, or fails under CI=true.
-func startPrivateNATS(t *testing.T) *privateNATS {
+// startPrivateNATS starts a private nats-server, with args after the
+// address and port. Without the binary the test is skipped, or fails
+// under CI=true.
+func startPrivateNATS(t *testing.T, args ...string) *privateNATS {
 	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
@@ -48,7 +51,7 @@ func startPrivateNATS(t *testing.T) *privateNATS {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	b := &privateNATS{t: t, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)}
+	b := &privateNATS{t: t, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), args: args}
 	_ = ln.Close()
 	b.start()
 	t.Cleanup(b.kill)
@@ -61,7 +64,7 @@ func (b *privateNATS) url() string { return "nats://127.0.0.1:" + b.port }
 func (b *privateNATS) start() {
 	b.t.Helper()
 	b.mu.Lock()
-	b.cmd = exec.Command(b.bin, "-a", "127.0.0.1", "-p", b.port)
+	b.cmd = exec.Command(b.bin, append([]string{"-a", "127.0.0.1", "-p", b.port}, b.args...)...)
 	must(b.t, b.cmd.Start())
 	b.mu.Unlock()
 	eventually(b.t, "nats-server accepting connections on port "+b.port, func() bool {
@@ -274,5 +277,149 @@ func TestHealthClosedConnection(t *testing.T) {
 	err = ad.Health()
 	if !errors.Is(err, ErrNotConnected) || !strings.Contains(err.Error(), "will not reconnect") {
 		t.Errorf("Health with a closed connection = %v; want ErrNotConnected, saying it will not reconnect", err)
+	}
+}
+
+// TestJetStreamFailure kills the NATS server (-js, its store directory
+// kept) of a two-server JetStream cluster and starts it again: local
+// delivery goes on meanwhile, requests fail at once with
+// ErrNotConnected; once NATS is back, each server's stream consumer
+// resumes (a broadcast of the other server arrives, with its offset), and
+// a client that loses one server gets its socket back on the other, with
+// the event it missed.
+func TestJetStreamFailure(t *testing.T) {
+	br := startPrivateNATS(t, "-js", "-sd", t.TempDir())
+	const timeout = 500 * time.Millisecond
+	connect := func() *natsgo.Conn {
+		nc, err := Connect(br.url(), natsgo.ReconnectWait(50*time.Millisecond), natsgo.ReconnectJitter(0, 0))
+		must(t, err)
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	rec := &socketio.RecoveryOptions{MaxDisconnectionDuration: 30 * time.Second}
+	opts := &JetStreamOptions{Prefix: testPrefix(t), Recovery: rec, RequestsTimeout: timeout, HeartbeatInterval: 200 * time.Millisecond}
+	if testing.Verbose() {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	ncA, ncB := connect(), connect()
+	a, b := jsNodeConn(t, ncA, opts, nil), jsNodeConn(t, ncB, opts, nil)
+	aAd := a.srv.Of("/").Adapter().(*JetStreamAdapter)
+	bAd := b.srv.Of("/").Adapter().(*JetStreamAdapter)
+	countEachOther(t, a, b)
+	c := newRecoveryClient(t, a.srv, 300*time.Millisecond) // on a, in red
+	b1 := dial(t, b, "red")
+	id := c.s.ID()
+	// nextWith returns c's next event that starts with prefix, skipping
+	// the others (the broadcasts nats.go buffered during the outage).
+	nextWith := func(prefix string, within time.Duration) (string, bool) {
+		timer := time.NewTimer(within)
+		defer timer.Stop()
+		for {
+			select {
+			case e := <-c.events:
+				if strings.HasPrefix(e, prefix) {
+					return e, true
+				}
+				t.Logf("c also got %q", e)
+			case <-timer.C:
+				return "", false
+			}
+		}
+	}
+
+	must(t, b.srv.To("red").Emit("ev", "before"))
+	if e, ok := nextWith(`ev "before"`, step); !ok {
+		t.Fatal("no event before the outage")
+	} else {
+		split(t, e) // it has its offset
+	}
+
+	// The outage.
+	br.kill()
+	for name, ad := range map[string]*JetStreamAdapter{"a": aAd, "b": bAd} {
+		eventually(t, name+": Health reports the outage", func() bool { return errors.Is(ad.Health(), ErrNotConnected) })
+	}
+	// Local delivery goes on, without offset.
+	must(t, a.srv.To("red").Emit("during-a"))
+	if _, ok := nextWith("during-a", step); !ok {
+		t.Fatal("c did not get its own server's broadcast during the outage")
+	}
+	must(t, b.srv.To("red").Emit("during-b"))
+	// (With an offset of b's memory, not of the stream: b cannot record
+	// it now.)
+	for got := false; !got; {
+		select {
+		case e := <-b1.ch:
+			got = strings.HasPrefix(e, "during-b ")
+		case <-time.After(step):
+			t.Fatal("b1 did not get its own server's broadcast during the outage")
+		}
+	}
+	// Requests fail at once.
+	requests := map[string]func(ctx context.Context) error{
+		"FetchSockets": func(ctx context.Context) error { _, err := a.srv.FetchSockets(ctx); return err },
+		"ServerSideEmitWithAck": func(ctx context.Context) error {
+			_, err := a.srv.Of("/").ServerSideEmitWithAck(ctx, "x")
+			return err
+		},
+		"AllRooms": func(ctx context.Context) error { _, err := aAd.AllRooms(ctx); return err },
+	}
+	for name, req := range requests {
+		began := time.Now()
+		err := req(ctxStep(t))
+		if !errors.Is(err, ErrNotConnected) {
+			t.Errorf("%s without NATS: %v; want ErrNotConnected", name, err)
+		}
+		if d := time.Since(began); d > timeout {
+			t.Errorf("%s without NATS took %v; want less than the requests timeout (%v)", name, d, timeout)
+		}
+	}
+
+	// NATS is back, with its store: the consumers resume.
+	br.start()
+	restarted := time.Now()
+	for name, ad := range map[string]*JetStreamAdapter{"a": aAd, "b": bAd} {
+		eventually(t, name+": Health nil again", func() bool { return ad.Health() == nil })
+	}
+	countEachOther(t, a, b)
+	// A broadcast of b reaches c on a through a's consumer: with its
+	// offset once JetStream is ready again (before, b delivers locally
+	// and returns the error).
+	for i := 0; ; i++ {
+		ev := fmt.Sprintf(`ev "after-%d"`, i)
+		err := b.srv.To("red").Emit("ev", fmt.Sprintf("after-%d", i))
+		if e, ok := nextWith(ev, time.Second); ok {
+			if _, off := split(t, e); off == 0 {
+				t.Errorf("%q: offset 0", e)
+			}
+			break
+		}
+		if i == 20 {
+			t.Fatalf("a's consumer did not resume after the restart (last Emit: %v)", err)
+		}
+	}
+	t.Logf("a's consumer resumed %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	eventually(t, "requests answered again", func() bool {
+		socks, err := a.srv.FetchSockets(ctxStep(t))
+		return err == nil && len(socks) == 2
+	})
+
+	// Connection state recovery across the servers still works.
+	js, err := jetstream.New(ncA)
+	must(t, err)
+	kv, err := js.KeyValue(ctxStep(t), streamName(opts.Prefix)+"_sessions")
+	must(t, err)
+	for len(c.events) > 0 {
+		<-c.events
+	}
+	c.target.Store(b.srv)
+	c.drop(t, a.srv, kv)
+	must(t, a.srv.To("red").Emit("ev", "missed"))
+	c.waitReconnected(t)
+	if !c.s.Recovered() || c.s.ID() != id {
+		t.Fatalf("after the restart: Recovered %v, id %s (was %s)", c.s.Recovered(), c.s.ID(), id)
+	}
+	if _, ok := nextWith(`ev "missed"`, step); !ok {
+		t.Fatal("the recovered client did not get the event it missed")
 	}
 }

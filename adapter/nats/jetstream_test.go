@@ -71,7 +71,12 @@ func jsOptions(t *testing.T, nc *natsgo.Conn, rec *socketio.RecoveryOptions) *Je
 // connection of its own, and rec as its recovery options.
 func jsNode(t *testing.T, opts *JetStreamOptions, setup func(srv *socketio.Server)) *node {
 	t.Helper()
-	nc := natsConn(t)
+	return jsNodeConn(t, natsConn(t), opts, setup)
+}
+
+// jsNodeConn starts a server as jsNode does, on nc.
+func jsNodeConn(t *testing.T, nc *natsgo.Conn, opts *JetStreamOptions, setup func(srv *socketio.Server)) *node {
+	t.Helper()
 	mk, err := NewJetStream(ctxStep(t), nc, opts)
 	must(t, err)
 	srv, err := socketio.NewServer(&socketio.ServerOptions{

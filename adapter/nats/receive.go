@@ -160,6 +160,11 @@ func (a *Adapter) onRequest(e *envelope) error {
 		a.mem.DelSockets(e.Opts.options(), e.Rooms)
 	case typeRemoteDisconnect:
 		a.mem.DisconnectSockets(e.Opts.options(), e.Close)
+	case typeAllRooms:
+		if e.RequestID == "" {
+			return errors.New("an allRooms request without rid")
+		}
+		a.respond(e, &envelope{Type: typeAllRooms, Rooms: a.mem.Rooms()})
 	case typeFetch:
 		if e.RequestID == "" {
 			return errors.New("a fetchSockets request without rid")
@@ -305,6 +310,14 @@ func (a *Adapter) onResponse(e *envelope) error {
 			for i := range e.Sockets {
 				r.sockets = append(r.sockets, e.Sockets[i].info())
 			}
+			if len(r.answered) >= r.expected {
+				a.finishLocked(id, r)
+			}
+		}
+		a.mu.Unlock()
+	case r.typ == typeAllRooms && e.Type == typeAllRooms:
+		if answer() {
+			r.rooms = append(r.rooms, e.Rooms...)
 			if len(r.answered) >= r.expected {
 				a.finishLocked(id, r)
 			}

@@ -20,6 +20,7 @@ type request struct {
 	done      chan struct{}
 	finished  bool
 	sockets   []socketio.SocketInfo // typeFetch
+	rooms     []string              // typeAllRooms: the others' rooms
 	ack       func(*socketio.Args)  // typeServerSideEmit, typeBroadcastAck
 	clients   int                   // typeBroadcastAck: clients the others reached
 	acks      int                   // typeBroadcastAck: acknowledgements received
@@ -198,6 +199,52 @@ func (a *Adapter) FetchSockets(ctx context.Context, opts *socketio.BroadcastOpti
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append(local, r.sockets...), err
+}
+
+// AllRooms returns the rooms of the namespace's sockets on every server,
+// the sockets' own ids among them, each once, in no particular order (as
+// adapter/redis's AllRooms, message type 1). It waits for the other
+// servers' answers for Options.RequestsTimeout at most; if some did not
+// answer (a Duplex server older than this method does not) it returns
+// the rooms it has and an error wrapping ErrTimeout. While the
+// connection to NATS is down it returns this server's rooms and an error
+// wrapping ErrNotConnected.
+func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
+	if a.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	local := a.mem.Rooms()
+	n, err := a.ServerCount(ctx)
+	if err != nil {
+		return local, fmt.Errorf("nats: allRooms: %w", err)
+	}
+	if n <= 1 {
+		return local, nil
+	}
+	r := &request{typ: typeAllRooms, expected: n - 1}
+	id, err := a.register(r)
+	if err != nil {
+		return local, err
+	}
+	defer a.finish(id)
+	if err := a.publish(a.requestSubj, &envelope{UID: a.uid, Type: typeAllRooms, RequestID: id}); err != nil {
+		return local, err
+	}
+	err = a.await(ctx, r, r.done, "allRooms")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	all := local
+	seen := make(map[string]struct{}, len(local)+len(r.rooms))
+	for _, room := range local {
+		seen[room] = struct{}{}
+	}
+	for _, room := range r.rooms {
+		if _, ok := seen[room]; !ok {
+			seen[room] = struct{}{}
+			all = append(all, room)
+		}
+	}
+	return all, err
 }
 
 // ServerSideEmit sends p to the other servers. With ack, it waits (for

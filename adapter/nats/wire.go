@@ -17,6 +17,7 @@ import (
 type msgType int
 
 const (
+	typeAllRooms         msgType = 1  // allRooms, and its answer
 	typeRemoteJoin       msgType = 2  // socketsJoin
 	typeRemoteLeave      msgType = 3  // socketsLeave
 	typeRemoteDisconnect msgType = 4  // disconnectSockets

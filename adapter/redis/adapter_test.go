@@ -469,7 +469,11 @@ func TestRedisRestart(t *testing.T) { testRedisRestart(t, nil) }
 func testRedisRestart(t *testing.T, base *Options) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("redis-server not in PATH")
+		msg := "redis-server not in PATH: TestRedisRestart starts its own (apt-get install redis-server)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
@@ -555,5 +559,70 @@ func TestSpecificResponseChannel(t *testing.T) {
 	uid := a.srv.Of("/").Adapter().(*Adapter).UID()
 	if want := key + "-response#/#" + uid + "#"; m.Channel != want {
 		t.Errorf("answer on %s, want %s", m.Channel, want)
+	}
+}
+
+// TestAllRooms: a server asks the others for their rooms (the Node
+// adapter's allRooms, request type 1) and gets the union of every
+// server's rooms, the sockets' own ids among them, each once; a server
+// that does not answer ends the request with ErrTimeout and the rooms
+// that came.
+func TestAllRooms(t *testing.T) {
+	rdb := redisClient(t)
+	opts := &Options{Key: testKey(t), RequestsTimeout: 500 * time.Millisecond}
+	a, b := newNode(t, rdb, opts, nil), newNode(t, rdb, opts, nil)
+	a1 := dial(t, a, "red", "shared")
+	b1 := dial(t, b, "blue", "shared")
+	b2 := dial(t, b)
+	want := sorted([]string{a1.s.ID(), b1.s.ID(), b2.s.ID(), "red", "blue", "shared"})
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		got, err := n.srv.Of("/").Adapter().(*Adapter).AllRooms(ctxStep(t))
+		must(t, err)
+		if d := cmp.Diff(want, sorted(got)); d != "" {
+			t.Errorf("%s: AllRooms (-want +got):\n%s", name, d)
+		}
+	}
+
+	// A third server that never answers: subscribed to the request
+	// channel, so counted.
+	mute := rdb.Subscribe(ctxStep(t), opts.Key+"-request#/#")
+	t.Cleanup(func() { _ = mute.Close() })
+	_, err := mute.Receive(ctxStep(t))
+	must(t, err)
+	began := time.Now()
+	got, err := a.srv.Of("/").Adapter().(*Adapter).AllRooms(ctxStep(t))
+	if !errors.Is(err, ErrTimeout) {
+		t.Errorf("AllRooms with a mute server: %v; want ErrTimeout", err)
+	}
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("AllRooms with a mute server took %v; want about the requests timeout (500ms)", d)
+	}
+	if d := cmp.Diff(want, sorted(got)); d != "" {
+		t.Errorf("AllRooms with a mute server (-want +got):\n%s", d)
+	}
+}
+
+// TestAllRoomsUnsupported: the sharded and Streams protocols have no
+// allRooms request; AllRooms says so, with this server's rooms.
+func TestAllRoomsUnsupported(t *testing.T) {
+	rdb := redisClient(t)
+	for name, mk := range map[string]func(ns *socketio.Namespace) socketio.Adapter{
+		"sharded": New(rdb, &Options{Key: testKey(t), Sharded: true}),
+		"streams": NewStreams(rdb, &StreamsOptions{StreamName: streamsKey(t), ChannelPrefix: testKey(t), BlockTime: time.Second}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := newNodeWith(t, mk, nil)
+			c := dial(t, n, "red")
+			ad := n.srv.Of("/").Adapter().(interface {
+				AllRooms(context.Context) ([]string, error)
+			})
+			got, err := ad.AllRooms(ctxStep(t))
+			if !errors.Is(err, errors.ErrUnsupported) {
+				t.Errorf("AllRooms: %v; want errors.ErrUnsupported", err)
+			}
+			if d := cmp.Diff(sorted([]string{c.s.ID(), "red"}), sorted(got)); d != "" {
+				t.Errorf("AllRooms (-want +got):\n%s", d)
+			}
+		})
 	}
 }

@@ -38,6 +38,10 @@
 //     Options.PublishOnSpecificResponseChannel, <key>-response#<nsp>#<uid>#
 //     of the requesting server); each server subscribes to both.
 //   - the number of servers is PUBSUB NUMSUB of the request channel.
+//   - AllRooms sends the Node adapter's allRooms request ({uid,
+//     requestId, type: 1}) and every server, Node or Duplex, answers
+//     {requestId, rooms}. The sharded and Streams protocols have no such
+//     request.
 //
 // Each value is translated between Duplex's form (JSON text with
 // placeholders for binary attachments) and MessagePack, keeping the order
@@ -123,8 +127,8 @@
 // Redis: their messages wait in a queue of 4096, and a message that does
 // not fit is dropped (Broadcast returns ErrQueueFull; the local delivery
 // is done anyway). Requests that wait for the other servers (FetchSockets,
-// ServerSideEmit with acks, the client counts of BroadcastWithAck) wait
-// Options.RequestsTimeout at most and then fail with an error wrapping
+// ServerSideEmit with acks, the client counts of BroadcastWithAck,
+// AllRooms) wait Options.RequestsTimeout at most and then fail with an error wrapping
 // ErrTimeout. A message from another server is decoded with bounded
 // nesting (128) and without allocating more than its size; a malformed one
 // is logged and dropped.
@@ -132,8 +136,14 @@
 // # Failures
 //
 // When Redis goes away, go-redis reconnects and subscribes again by
-// itself (every channel, pattern and sharded room channel it knows);
-// NewStreams's reader retries its XREAD with a backoff from 100 ms to
+// itself (every channel, pattern and sharded room channel it knows), at a
+// fixed pace, without backoff: its pub/sub goroutine dials once per
+// attempt (bounded by goredis.Options.DialTimeout) and tries again 100 ms
+// after each failure, for as long as Redis is away; the adapter's health
+// check (a PING on the subscribed connection every second) dials too.
+// Neither pace grows, and go-redis has no option for it; so a server is
+// subscribed again within about 100 ms of Redis coming back. NewStreams's
+// reader retries its XREAD with a backoff from 100 ms to
 // 2 s. Meanwhile local delivery goes on, publishes fail (logged, and
 // counted in Stats().PublishErrors; the Streams adapter's Broadcast
 // returns the error), and requests to the other servers fail at once

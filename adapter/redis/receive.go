@@ -140,17 +140,8 @@ func (a *Adapter) serveRequest(m *message, att [][]byte) error {
 		ids := a.mem.Sockets(rooms(m.Rooms))
 		a.respond(m, a.marshalAny(map[string]any{"requestId": reqID, "sockets": ids}))
 	case reqAllRooms:
-		seen := map[string]struct{}{}
-		all := []string{}
-		for _, id := range a.mem.Sockets(nil) {
-			for _, r := range a.mem.SocketRooms(id) {
-				if _, ok := seen[r]; !ok {
-					seen[r] = struct{}{}
-					all = append(all, r)
-				}
-			}
-		}
-		a.respond(m, a.marshalAny(map[string]any{"requestId": reqID, "rooms": all}))
+		// As the Node adapter: {requestId, rooms}, without a type.
+		a.respond(m, a.marshalAny(map[string]any{"requestId": reqID, "rooms": a.mem.Rooms()}))
 	case reqRemoteJoin, reqRemoteLeave, reqRemoteDisconnect:
 		if m.Opts != nil {
 			o := m.Opts.options()
@@ -417,6 +408,13 @@ func (a *Adapter) routeResponse(m *message, att [][]byte) error {
 		for i := range socks {
 			r.sockets = append(r.sockets, socks[i].info())
 		}
+		r.got++
+		if r.got >= r.expected {
+			a.finishLocked(id, r)
+		}
+		a.mu.Unlock()
+	case reqAllRooms:
+		r.rooms = append(r.rooms, rooms(m.Rooms)...)
 		r.got++
 		if r.got >= r.expected {
 			a.finishLocked(id, r)

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,7 @@ type request struct {
 	finished bool
 
 	sockets   []socketio.SocketInfo // reqRemoteFetch
+	rooms     []string              // reqAllRooms: the others' rooms
 	ack       func(*socketio.Args)  // reqServerSideEmit, reqBroadcast
 	clients   int                   // reqBroadcast: clients the others reached
 	acks      int                   // reqBroadcast: acknowledgements received
@@ -244,6 +246,58 @@ func (a *Adapter) FetchSockets(ctx context.Context, opts *socketio.BroadcastOpti
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append(local, r.sockets...), err
+}
+
+// AllRooms returns the rooms of the namespace's sockets on every server,
+// the sockets' own ids among them, each once, in no particular order:
+// the Node adapter's allRooms() (request type 1, which Node servers of
+// the cluster answer too). It waits for the other servers'
+// answers for Options.RequestsTimeout at most; if some did not answer it
+// returns the rooms it has and an error wrapping ErrTimeout. While Health
+// reports the subscription lost it returns this server's rooms and an
+// error wrapping ErrNotConnected. The sharded variant and NewStreams's
+// adapters speak socket.io-adapter's ClusterAdapter protocol, which has
+// no such request: they return this server's rooms and an error wrapping
+// errors.ErrUnsupported.
+func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
+	if a.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	local := a.mem.Rooms()
+	if a.cluster {
+		return local, fmt.Errorf("redis: allRooms: the sharded and Streams adapters' protocol (socket.io-adapter's ClusterAdapter) has no such request: %w", errors.ErrUnsupported)
+	}
+	n, err := a.ServerCount(ctx)
+	if err != nil {
+		return local, err
+	}
+	if n <= 1 {
+		return local, nil
+	}
+	r := &request{typ: reqAllRooms, expected: n - 1}
+	id, err := a.register(r)
+	if err != nil {
+		return local, err
+	}
+	defer a.finish(id)
+	if err := a.publishWait(ctx, a.requestChannel, a.marshal(&message{UID: a.uid, RequestID: &id, Type: reqAllRooms})); err != nil {
+		return local, err
+	}
+	err = a.await(ctx, r, r.done, "allRooms")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	all := local
+	seen := make(map[string]struct{}, len(local)+len(r.rooms))
+	for _, room := range local {
+		seen[room] = struct{}{}
+	}
+	for _, room := range r.rooms {
+		if _, ok := seen[room]; !ok {
+			seen[room] = struct{}{}
+			all = append(all, room)
+		}
+	}
+	return all, err
 }
 
 // ServerSideEmit sends p to the other servers. With ack, it waits (for

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,53 +186,118 @@ func testClusterChat(t *testing.T, a, b string) {
 	}
 }
 
-// TestServeBrokerOutage kills a private redis-server under two servers:
-// /healthz and /metrics say so, each process's clients still get their
-// own process's broadcasts, and once Redis is back the cluster heals.
-func TestServeBrokerOutage(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
+// privateBroker is a redis-server or nats-server of the test's own, on a
+// free port, that the test kills and starts again on the same port.
+type privateBroker struct {
+	t         *testing.T
+	name      string // redis or nats
+	bin, port string
+	dir       string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+}
+
+// startPrivateBroker starts a private broker. Without the binary the
+// test is skipped, or fails under CI=true.
+func startPrivateBroker(t *testing.T, name string) *privateBroker {
+	t.Helper()
+	bin, err := exec.LookPath(name + "-server")
 	if err != nil {
-		msg := "redis-server is not in PATH: this test starts its own (apt-get install redis-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
+		if _, serr := os.Stat("/usr/sbin/" + name + "-server"); serr != nil {
+			msg := name + "-server is not in PATH: this test starts its own (apt-get install " + name + "-server)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
 		}
-		t.Skip(msg)
+		bin = "/usr/sbin/" + name + "-server"
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	b := &privateBroker{t: t, name: name, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), dir: t.TempDir()}
 	_ = ln.Close()
-	dir := t.TempDir()
-	var redis *exec.Cmd
-	start := func() {
-		redis = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-		if err := redis.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "redis-server to listen", func() bool {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 100*time.Millisecond)
-			if err == nil {
-				_ = c.Close()
-			}
-			return err == nil
-		})
-	}
-	kill := func() {
-		if redis != nil {
-			_ = redis.Process.Kill()
-			_ = redis.Wait()
-			redis = nil
-		}
-	}
-	start()
-	t.Cleanup(kill)
+	b.start()
+	t.Cleanup(b.kill)
+	return b
+}
 
-	cfg := serveConfig{maxMessage: 16 << 20, redis: "redis://127.0.0.1:" + port}
+func (b *privateBroker) url() string { return b.name + "://127.0.0.1:" + b.port }
+
+// start runs the broker and waits until it accepts connections.
+func (b *privateBroker) start() {
+	b.t.Helper()
+	b.mu.Lock()
+	if b.name == "redis" {
+		b.cmd = exec.Command(b.bin, "--port", b.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.dir)
+	} else {
+		b.cmd = exec.Command(b.bin, "-a", "127.0.0.1", "-p", b.port)
+	}
+	err := b.cmd.Start()
+	b.mu.Unlock()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	waitFor(b.t, b.name+"-server to listen", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+b.port, 100*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	})
+}
+
+// kill kills the broker (SIGKILL: no goodbye to the clients) and waits
+// for it to exit.
+func (b *privateBroker) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+		b.cmd = nil
+	}
+}
+
+// metricValue returns the value of series (name{labels}, as /metrics
+// writes it) in the text of /metrics, or -1 when it is absent.
+func metricValue(text, series string) float64 {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return -1
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// TestServeBrokerOutage kills a private broker (redis-server, then
+// nats-server) under two servers: /healthz and /metrics say so (both
+// users of the broker down), each process's clients, raw and Socket.IO,
+// still get their own process's broadcasts, the Socket.IO adapters count
+// what they could not send; once the broker is back the cluster heals,
+// and the adapters of both namespaces count the reconnection.
+func TestServeBrokerOutage(t *testing.T) {
+	for _, name := range []string{"redis", "nats"} {
+		t.Run(name, func(t *testing.T) { testServeBrokerOutage(t, name) })
+	}
+}
+
+func testServeBrokerOutage(t *testing.T, name string) {
+	br := startPrivateBroker(t, name)
+	cfg := serveConfig{maxMessage: 16 << 20}
+	if name == "redis" {
+		cfg.redis = br.url()
+	} else {
+		cfg.nats = br.url()
+	}
 	began := time.Now()
-	a, _ := startApp(t, cfg, nil)
-	b, _ := startApp(t, cfg, nil)
+	a, appA := startApp(t, cfg, nil)
+	b, appB := startApp(t, cfg, nil)
 	// The whole test's budget: its steps wait up to 10 s each (waitFor),
 	// and a loaded CI machine has taken more than 30 s in all.
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -244,6 +311,8 @@ func TestServeBrokerOutage(t *testing.T) {
 		return c
 	}
 	ca, cb := dial(a.URL), dial(b.URL)
+	waitGauge(ctx, t, a.URL, `duplex_connections{endpoint="broadcast"} 1`)
+	waitGauge(ctx, t, b.URL, `duplex_connections{endpoint="broadcast"} 1`)
 	read := func(c *ws.Conn) string {
 		_, p, err := c.Read(ctx)
 		if err != nil {
@@ -251,35 +320,95 @@ func TestServeBrokerOutage(t *testing.T) {
 		}
 		return string(p)
 	}
+	// A Socket.IO client of a's "/" namespace.
+	sio, err := socketio.Dial(ctx, a.URL, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sio.Manager().Close()
+	events := make(chan string, 16)
+	sio.OnAny(func(_ *socketio.ClientSocket, e *socketio.Event) { events <- e.Name })
+	sioWait := func(want string, within time.Duration) bool {
+		t.Helper()
+		timer := time.NewTimer(within)
+		defer timer.Stop()
+		for {
+			select {
+			case e := <-events:
+				if e == want {
+					return true
+				}
+			case <-timer.C:
+				return false
+			}
+		}
+	}
+
 	_ = ca.Write(ctx, ws.MessageText, []byte("before"))
 	if got := read(cb); got != "before" {
 		t.Fatalf("b got %q", got)
 	}
 	read(ca)
+	if m := get(t, a.URL+"/metrics", 200); metricValue(m, fmt.Sprintf(`duplex_adapter_reconnects_total{broker=%q,nsp="/chat"}`, name)) != 0 {
+		t.Errorf("/metrics has no duplex_adapter_reconnects_total{broker=%q,nsp=\"/chat\"} 0 before the outage", name)
+	}
 
-	kill()
-	waitFor(t, "a's /healthz to say degraded", func() bool {
-		return strings.HasPrefix(get(t, a.URL+"/healthz", 200), "degraded: redis")
-	})
-	waitFor(t, "a's /metrics to show both users of the broker down", func() bool {
-		m := get(t, a.URL+"/metrics", 200)
-		return strings.Contains(m, `duplex_broker_up{broker="redis",user="bus"} 0`) &&
-			strings.Contains(m, `duplex_broker_up{broker="redis",user="socketio"} 0`)
-	})
+	br.kill()
+	for _, u := range []string{a.URL, b.URL} {
+		waitFor(t, u+"/healthz to say degraded", func() bool {
+			return strings.HasPrefix(get(t, u+"/healthz", 200), "degraded: "+name)
+		})
+		waitFor(t, u+"/metrics to show both users of the broker down", func() bool {
+			m := get(t, u+"/metrics", 200)
+			return strings.Contains(m, fmt.Sprintf(`duplex_broker_up{broker=%q,user="bus"} 0`, name)) &&
+				strings.Contains(m, fmt.Sprintf(`duplex_broker_up{broker=%q,user="socketio"} 0`, name))
+		})
+	}
 	_ = ca.Write(ctx, ws.MessageText, []byte("during"))
 	if got := read(ca); got != "during" {
 		t.Fatalf("a's own subscriber got %q during the outage, want the local delivery", got)
 	}
-	if m := get(t, a.URL+"/metrics", 200); !strings.Contains(m, `duplex_broker_publish_failures_total{broker="redis"} 1`) {
+	if m := get(t, a.URL+"/metrics", 200); !strings.Contains(m, fmt.Sprintf(`duplex_broker_publish_failures_total{broker=%q} 1`, name)) {
 		t.Error("/metrics does not count the message the broker did not take")
 	}
+	// A Socket.IO broadcast meanwhile reaches a's own client, and the
+	// adapter counts it: Redis refuses it, nats.go buffers it.
+	if err := appA.sio.Emit("during-sio"); err != nil {
+		t.Logf("Emit during the outage: %v", err)
+	}
+	if !sioWait("during-sio", 10*time.Second) {
+		t.Fatal("a's Socket.IO client did not get a's broadcast during the outage")
+	}
+	counted := fmt.Sprintf(`duplex_adapter_publish_errors_total{broker=%q,nsp="/"}`, name)
+	if name == "nats" {
+		counted = fmt.Sprintf(`duplex_adapter_buffered_total{broker=%q,nsp="/"}`, name)
+	}
+	waitFor(t, "a's /metrics to count the Socket.IO broadcast the broker did not take", func() bool {
+		return metricValue(get(t, a.URL+"/metrics", 200), counted) >= 1
+	})
 
-	start()
+	br.start()
 	waitFor(t, "both /healthz to say ok", func() bool {
 		return get(t, a.URL+"/healthz", 200) == "ok\n" && get(t, b.URL+"/healthz", 200) == "ok\n"
 	})
-	// Healthy again: the next message crosses (after go-redis has
-	// resubscribed, which the health check does not see: retry).
+	for _, u := range []string{a.URL, b.URL} {
+		// The adapters notice the reconnection on their own (adapter/nats
+		// within 100 ms, adapter/redis at its next check).
+		for _, nsp := range socketIONamespaces {
+			series := fmt.Sprintf(`duplex_adapter_reconnects_total{broker=%q,nsp=%q}`, name, nsp)
+			waitFor(t, u+"/metrics to count a reconnection: "+series, func() bool {
+				return metricValue(get(t, u+"/metrics", 200), series) >= 1
+			})
+		}
+		m := get(t, u+"/metrics", 200)
+		for _, user := range []string{"bus", "socketio"} {
+			if want := fmt.Sprintf(`duplex_broker_up{broker=%q,user=%q} 1`, name, user); !strings.Contains(m, want) {
+				t.Errorf("%s/metrics has no %s after the restart", u, want)
+			}
+		}
+	}
+	// Healthy again: the next message crosses (after the client has
+	// resubscribed, which the health check may not see yet: retry).
 	for i := 0; ; i++ {
 		msg := fmt.Sprintf("after %d", i)
 		_ = ca.Write(ctx, ws.MessageText, []byte(msg))
@@ -296,8 +425,46 @@ func TestServeBrokerOutage(t *testing.T) {
 			break
 		}
 		if ctx.Err() != nil || i == 20 {
-			t.Fatal("the cluster did not heal after Redis came back")
+			t.Fatalf("the cluster did not heal after %s came back", name)
+		}
+	}
+	// And Socket.IO broadcasts cross again: b's reach a's client.
+	for i := 0; ; i++ {
+		ev := fmt.Sprintf("after-b-%d", i)
+		if err := appB.sio.Emit(ev); err != nil {
+			t.Fatal(err)
+		}
+		if sioWait(ev, 500*time.Millisecond) {
+			break
+		}
+		if ctx.Err() != nil || i == 20 {
+			t.Fatalf("Socket.IO broadcasts do not cross after %s came back", name)
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestServeHealthEveryNamespace: /healthz and duplex_broker_up{user=
+// "socketio"} follow the adapter of every Socket.IO namespace, not only
+// "/": with /chat's adapter closed (down for good), the process is
+// degraded and says which namespace.
+func TestServeHealthEveryNamespace(t *testing.T) {
+	br := startPrivateBroker(t, "nats")
+	a, app := startApp(t, serveConfig{maxMessage: 16 << 20, nats: br.url()}, nil)
+	if h := get(t, a.URL+"/healthz", 200); h != "ok\n" {
+		t.Fatalf("healthz %q before", h)
+	}
+	if err := app.sio.Of("/chat").Adapter().Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := get(t, a.URL+"/healthz", 200)
+	if !strings.HasPrefix(h, "degraded: nats: ") || !strings.Contains(h, "/chat") {
+		t.Errorf("healthz with /chat's adapter closed = %q; want degraded, naming /chat", h)
+	}
+	m := get(t, a.URL+"/metrics", 200)
+	for _, want := range []string{`duplex_broker_up{broker="nats",user="socketio"} 0`, `duplex_broker_up{broker="nats",user="bus"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	natsadapter "github.com/duplexrt/duplex/adapter/nats"
+	redisadapter "github.com/duplexrt/duplex/adapter/redis"
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
 	"github.com/duplexrt/duplex/ws"
@@ -93,11 +95,11 @@ func newMetrics() *metrics {
 
 // watchBroker adds the gauge duplex_broker_up{broker,user}: 1 while
 // health returns nil, 0 otherwise. user is bus (the raw WebSocket
-// endpoints) or socketio (the Socket.IO adapter).
+// endpoints) or socketio (the Socket.IO adapters, of every namespace).
 func (m *metrics) watchBroker(broker, user string, health func() error) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "duplex_broker_up",
-		Help:        "1 while the cluster broker carries messages, 0 while it is unreachable (messages then reach this process's clients only). Absent without --redis or --nats.",
+		Help:        "1 while the cluster broker carries messages, 0 while it is unreachable (messages then reach this process's clients only); user socketio is 0 when the adapter of any namespace is down. Absent without --redis or --nats.",
 		ConstLabels: prometheus.Labels{"broker": broker, "user": user},
 	}, func() float64 {
 		if health() != nil {
@@ -105,6 +107,47 @@ func (m *metrics) watchBroker(broker, user string, health func() error) {
 		}
 		return 1
 	}))
+}
+
+// adapterCounter is one of the counters of an adapter's Stats.
+type adapterCounter struct {
+	name, help string
+	value      func() uint64
+}
+
+// watchAdapter exports the counters of the Socket.IO adapter of namespace
+// nsp (adapter/redis's or adapter/nats's Stats) as
+// duplex_adapter_*_total{broker,nsp}. Other adapters have none.
+func (m *metrics) watchAdapter(broker, nsp string, ad socketio.Adapter) {
+	const (
+		published = "Messages of the Socket.IO adapter (broadcasts, requests, answers) the broker took, by broker and namespace"
+		failed    = "Messages of the Socket.IO adapter the broker refused or that failed (each lost, and logged or returned to the caller), by broker and namespace."
+		reconnect = "Times the Socket.IO adapter's connection to the broker came back after an outage, by broker and namespace."
+	)
+	var counters []adapterCounter
+	switch a := ad.(type) {
+	case *redisadapter.Adapter:
+		counters = []adapterCounter{
+			{"duplex_adapter_published_total", published + ".", func() uint64 { return a.Stats().Published }},
+			{"duplex_adapter_publish_errors_total", failed, func() uint64 { return a.Stats().PublishErrors }},
+			{"duplex_adapter_dropped_total", "Messages of the Socket.IO adapter dropped because its publish queue (4,096) was full (Redis unreachable or too slow), by broker and namespace; Redis only.", func() uint64 { return a.Stats().Dropped }},
+			{"duplex_adapter_reconnects_total", reconnect, func() uint64 { return a.Stats().Reconnects }},
+		}
+	case *natsadapter.Adapter:
+		counters = []adapterCounter{
+			{"duplex_adapter_published_total", published + " (NATS: nats.go took them, sent or buffered).", func() uint64 { return a.Stats().Published }},
+			{"duplex_adapter_publish_errors_total", failed, func() uint64 { return a.Stats().PublishErrors }},
+			{"duplex_adapter_buffered_total", "Messages of the Socket.IO adapter published while the connection to NATS was down, held in nats.go's reconnect buffer until it is back, by broker and namespace; NATS only.", func() uint64 { return a.Stats().Buffered }},
+			{"duplex_adapter_reconnects_total", reconnect, func() uint64 { return a.Stats().Reconnects }},
+		}
+	}
+	for _, c := range counters {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        c.name,
+			Help:        c.help,
+			ConstLabels: prometheus.Labels{"broker": broker, "nsp": nsp},
+		}, func() float64 { return float64(c.value()) }))
+	}
 }
 
 // handler serves the registry in the Prometheus text format.

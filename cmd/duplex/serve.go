@@ -333,6 +333,11 @@ type server struct {
 // offer.
 type healthChecker interface{ Health() error }
 
+// socketIONamespaces are the Socket.IO namespaces duplex serve serves
+// (the echo and the chat); another is refused (invalid_namespace), so
+// these are all the adapters there are.
+var socketIONamespaces = []string{"/", "/chat"}
+
 func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *server, err error) {
 	m := newMetrics()
 	s = &server{mux: http.NewServeMux(), log: log, metrics: m}
@@ -435,9 +440,31 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 	if s.bus.Name() != "memory" {
 		s.health = append(s.health, s.bus.Health)
 		m.watchBroker(s.bus.Name(), "bus", s.bus.Health)
-		if h, ok := sio.Of("/").Adapter().(healthChecker); ok {
-			s.health = append(s.health, h.Health)
-			m.watchBroker(s.bus.Name(), "socketio", h.Health)
+		// Every namespace has its adapter, its subscriptions and its
+		// counters: /healthz is degraded when any is down.
+		var adapters []func() error
+		for _, nsp := range socketIONamespaces {
+			ad := sio.Of(nsp).Adapter()
+			m.watchAdapter(s.bus.Name(), nsp, ad)
+			if h, ok := ad.(healthChecker); ok {
+				adapters = append(adapters, func() error {
+					if err := h.Health(); err != nil {
+						return fmt.Errorf("socket.io namespace %s: %w", nsp, err)
+					}
+					return nil
+				})
+			}
+		}
+		if len(adapters) > 0 {
+			s.health = append(s.health, adapters...)
+			m.watchBroker(s.bus.Name(), "socketio", func() error {
+				for _, h := range adapters {
+					if err := h(); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
 	}
 	s.chat.start()

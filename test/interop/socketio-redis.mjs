@@ -1,9 +1,9 @@
-// socketio-redis.mjs is the Node side of the mixed-cluster tests
-// (socketio_redis_test.go, socketio_redis_sharded_test.go,
-// socketio_redis_streams_test.go): it starts a socket.io 4.8 server with
-// one of the Redis adapters on a free port, beside two Duplex conformance
-// servers on the same Redis and key, connects official socket.io-clients
-// to all three, and prints one JSON line per scenario:
+// socketio-redis.mjs is the Node side of the mixed-cluster test
+// TestSocketIORedisCluster (socketio_redis_test.go, one subtest per
+// VARIANT below): it starts a socket.io 4.8 server with one of the Redis
+// adapters on a free port, beside two Duplex conformance servers on the
+// same Redis and key, connects official socket.io-clients to all three,
+// and prints one JSON line per scenario:
 // {"name", "ok", "error"?, "ms"}.
 //
 //   node socketio-redis.mjs VARIANT REDIS_URL KEY GO1_URL GO2_URL [only-name]
