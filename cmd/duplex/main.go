@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strings"
 )
 
@@ -22,7 +21,7 @@ Usage:
                                         /ws/chat, /socket.io/, /healthz and /metrics
   duplex connect [flags] URL            talk to a WebSocket server from the terminal or a pipe
   duplex bench   SCENARIO [flags] URL   load a server: echo, idle, connect, fanout or socketio
-  duplex version                        print the version
+  duplex version                        print the version, the Go version and the platform
   duplex help [command]                 show help
 
 Run "duplex help serve", "duplex help connect" or "duplex help bench" for
@@ -49,7 +48,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "bench":
 		err = benchCmd(rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "duplex", version())
+		fmt.Fprintln(stdout, "duplex", versionString())
 		return 0
 	case "help", "-h", "--help", "-help":
 		if len(rest) > 0 {
@@ -75,13 +74,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // errUsage is returned after a usage message has been printed.
 var errUsage = errors.New("usage")
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
 
 // parseFlags parses flags placed before and after the positional
 // arguments ("connect URL --echo" as well as "connect --echo URL").

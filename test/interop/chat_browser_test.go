@@ -18,8 +18,9 @@ import (
 // This file drives the chat page of duplex serve in headless Chromium
 // (chat-browser.mjs): two pages exchange lines, the server is restarted
 // (SIGTERM, then started again on the same port), both pages reconnect by
-// themselves and chat again. It runs on one server, and on two servers of
-// one cluster through Redis, and through NATS (a page on each).
+// themselves and chat again; then a phone-sized page joins, sends a line and
+// must fit the screen. It runs on one server, and on two servers of one
+// cluster through Redis, and through NATS (a page on each).
 //
 // With DUPLEX_SCREENSHOT=path set, the screenshot of the page is written
 // there (docs/chat.png in the repository is made so); otherwise to the
@@ -141,9 +142,11 @@ func TestChatBrowser(t *testing.T) {
 				"chromium": chromium, "chromiumArgs": chromiumArgs,
 				"urlA": "http://" + a.addr + "/", "urlB": "http://" + b.addr + "/",
 				// A room of its own: other tests may chat on the same Redis.
-				"room":        fmt.Sprintf("t%d", time.Now().UnixNano()%1e9),
-				"screenshot":  shot,
-				"opTimeoutMs": 10_000, "totalTimeoutMs": 90_000,
+				"room":       fmt.Sprintf("t%d", time.Now().UnixNano()%1e9),
+				"screenshot": shot,
+				// DUPLEX_PHONE_SCREENSHOT=file.png keeps the phone's page.
+				"phoneScreenshot": os.Getenv("DUPLEX_PHONE_SCREENSHOT"),
+				"opTimeoutMs":     10_000, "totalTimeoutMs": 90_000,
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 			defer cancel()
@@ -156,7 +159,7 @@ func TestChatBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			var events []string
-			done := false
+			done, phone := false, false
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
 				var ev struct {
@@ -179,6 +182,8 @@ func TestChatBrowser(t *testing.T) {
 					_, _ = fmt.Fprintln(stdin, "restarted")
 				case "fatal":
 					t.Errorf("chat-browser.mjs: %s", ev.Message)
+				case "phone":
+					phone = true
 				case "done":
 					done = true
 				}
@@ -186,6 +191,9 @@ func TestChatBrowser(t *testing.T) {
 			err := cmd.Wait()
 			if !done || err != nil {
 				t.Fatalf("chat-browser.mjs: %v, done=%v; events:\n%v\nstderr:\n%s", err, done, events, stderr.String())
+			}
+			if !phone {
+				t.Errorf("no phone check; events:\n%v", events)
 			}
 			if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
 				t.Errorf("no screenshot at %s: %v", shot, err)
