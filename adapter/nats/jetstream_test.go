@@ -289,6 +289,13 @@ func (c *recoveryClient) next(t *testing.T, what string) string {
 // its session.
 func (c *recoveryClient) drop(t *testing.T, srv *socketio.Server, kv jetstream.KeyValue) {
 	t.Helper()
+	// The first connection's OnConnect may have run after the handler was
+	// added (handlers run when the client's executor gets to them, and it
+	// has, since an event came after): its signal is not a reconnection.
+	select {
+	case <-c.reconnected:
+	default:
+	}
 	id := c.s.ID()
 	sa := srv.Of("/").Socket(id)
 	if sa == nil {

@@ -124,6 +124,13 @@ func TestStreamsRecoveryAcrossServers(t *testing.T) {
 	if !strings.HasPrefix(first, `ev 0 "`) {
 		t.Fatalf("first event %q: no offset", first)
 	}
+	// The first connection's OnConnect may have run after the handler was
+	// added (handlers run in order on the client's executor, and an event
+	// came after it): its signal is not a reconnection.
+	select {
+	case <-reconnected:
+	default:
+	}
 
 	// The connection drops; the next attempt reaches B.
 	target.Store(b)
