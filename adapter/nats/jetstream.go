@@ -446,6 +446,20 @@ func (j *JetStreamAdapter) deliver(p *socketio.Packet, opts *socketio.BroadcastO
 	return j.mem.Broadcast(&q, opts)
 }
 
+// deliverWithoutOffset delivers p to this process's sockets at once,
+// without an offset: an event the stream did not record has none, and
+// an offset of this process's memory (what the socketio.MemoryAdapter
+// would append when the server has Recovery) would mean nothing to the
+// other servers, and to this one once the stream is read again.
+func (j *JetStreamAdapter) deliverWithoutOffset(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	if !j.recoverable(p, opts) {
+		return j.mem.Broadcast(p, opts)
+	}
+	q := *p
+	q.Data = append(slices.Clip(p.Data), ' ') // see deliver
+	return j.mem.Broadcast(&q, opts)
+}
+
 // exceptRestored returns opts, excepting the restored sockets that got
 // message seq already, and forgets the sockets whose restore seq is
 // past: the messages come in the stream's order.
@@ -501,7 +515,7 @@ func (j *JetStreamAdapter) Broadcast(p *socketio.Packet, opts *socketio.Broadcas
 	}
 	if !j.recoverable(p, opts) || !a.nc.IsConnected() {
 		err := a.publishBroadcast(p, opts)
-		if lerr := a.mem.Broadcast(p, opts); lerr != nil {
+		if lerr := j.deliverWithoutOffset(p, opts); lerr != nil {
 			return lerr
 		}
 		return err
@@ -521,7 +535,7 @@ func (j *JetStreamAdapter) Broadcast(p *socketio.Packet, opts *socketio.Broadcas
 	defer cancel()
 	msg := &natsgo.Msg{Subject: subj, Data: b, Header: natsgo.Header{deliveryHeader: {deliveryFromStream}}}
 	if _, err = j.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(j.stream)); err != nil {
-		if lerr := a.mem.Broadcast(p, opts); lerr != nil {
+		if lerr := j.deliverWithoutOffset(p, opts); lerr != nil {
 			return lerr
 		}
 		if j.ctx.Err() != nil {

@@ -344,6 +344,20 @@ func (a *Adapter) deliverWithOffset(p *socketio.Packet, opts *socketio.Broadcast
 	return a.mem.Broadcast(&q, opts)
 }
 
+// deliverWithoutOffset delivers p to this process's sockets at once,
+// without an offset: an event the stream did not take has none, and an
+// offset of this process's memory (what the socketio.MemoryAdapter would
+// append when the server has Recovery) would mean nothing to the other
+// servers, and to this one once the stream is read again.
+func (a *Adapter) deliverWithoutOffset(p *socketio.Packet, opts *socketio.BroadcastOptions) error {
+	if !a.recoverable(p, opts) {
+		return a.mem.Broadcast(p, opts)
+	}
+	q := *p
+	q.Data = append(slices.Clip(p.Data), ' ') // see deliverWithOffset
+	return a.mem.Broadcast(&q, opts)
+}
+
 // Broadcast adds the broadcast to the stream (unless opts.Local) and
 // delivers it to this process's sockets. It waits for Redis
 // (Options.RequestsTimeout at most). An event that recovery keeps
@@ -366,7 +380,7 @@ func (s *StreamsAdapter) Broadcast(p *socketio.Packet, opts *socketio.BroadcastO
 	ctx, cancel := context.WithTimeout(a.ctx, a.opts.RequestsTimeout)
 	defer cancel()
 	if err := a.publishWaitPub(ctx, publication{entry: entry, id: &id}); err != nil {
-		if lerr := a.mem.Broadcast(p, opts); lerr != nil {
+		if lerr := a.deliverWithoutOffset(p, opts); lerr != nil {
 			return lerr
 		}
 		return err

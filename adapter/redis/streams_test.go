@@ -383,3 +383,39 @@ func TestStreamsExceptRestored(t *testing.T) {
 		t.Errorf("except at 21-0: %v, %v", o.Except, a.streamsRestored.upTo)
 	}
 }
+
+// TestStreamsOutageNoOffset: with Redis gone, a broadcast reaches this
+// server's clients at once and without an offset. With Recovery on the
+// server, an offset of the server's memory would otherwise be appended:
+// one that no server of the cluster can recover from.
+func TestStreamsOutageNoOffset(t *testing.T) {
+	br := newBroker(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: br.addr(), DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	srv := streamsNode(t, rdb, testKey(t))
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	c := dial(t, &node{srv: srv, url: hs.URL})
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case e := <-c.ch:
+			return e
+		case <-time.After(step):
+			t.Fatalf("no %s within %v", what, step)
+			return ""
+		}
+	}
+
+	must(t, srv.Emit("before"))
+	if e := next("event before the outage"); !strings.HasPrefix(e, `before "`) {
+		t.Fatalf("before the outage: %q, want the event with its stream offset", e)
+	}
+	br.kill()
+	if err := srv.Emit("during"); err == nil {
+		t.Error("Emit without Redis: no error from the Streams adapter")
+	}
+	if e := next("event during the outage"); e != "during" {
+		t.Errorf("during the outage: %q, want \"during\" without offset", e)
+	}
+}
