@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
@@ -190,13 +189,15 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	cfg.sendPolicy = o.SendQueueFull
 	// Frames the client sent right behind its request may sit in
-	// net/http's buffer. Move them out, so that buffer can be dropped.
+	// net/http's buffer. Move them out, so that buffer can be dropped. The
+	// connection makes no read buffer of its own: it borrows one from a
+	// pool when it reads (see borrowReader).
 	var src net.Conn = nc
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		src = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
-	br := bufio.NewReaderSize(src, cfg.readBufferSize)
+	brw = nil // net/http's buffers: nothing of ours refers to them
 
 	resp := make([]byte, 0, 256)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
@@ -217,13 +218,12 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
 
-	c := newConn(nc, br, false, subprotocol, cfg) // br reads through src; writes go straight to nc (writev needs the real TCPConn)
-	c.src = src
-	// An idle server connection holds no buffer: its read buffer is given
-	// back while it waits between messages, its write buffer after each
-	// frame (both from pools sized by the options).
-	c.idle = newIdleWaiter(c)
-	c.pooled.Store(true)
+	// An idle server connection holds no buffer: its read buffer is
+	// borrowed while it reads and given back while it waits between
+	// messages, its write buffer after each frame (both from pools sized
+	// by the options).
+	c := newPooledConn(nc, src, subprotocol, cfg) // reads go through src; writes straight to nc (writev needs the real TCPConn)
+	c.idleWait = true
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
 		c.extensions = deflate.String()

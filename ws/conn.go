@@ -129,7 +129,8 @@ type Conn struct {
 	src       net.Conn      // what br reads from
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
-	idle      *idleWaiter   // server conns on a plain socket: wait for input without a read buffer (readMu held)
+	idleWait  bool          // server conns: between messages, wait for input without a read buffer (readMu held)
+	idle      *idleWaiter   // for idleWait, made at the first wait; nil if the conn is not a plain socket
 	rd        messageState
 	pending   []pendingMessage // read by Close, not yet by the application
 	msgSeq    uint64           // messages begun, so a stale message reader can tell
@@ -199,29 +200,39 @@ type messageState struct {
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
-	c := &Conn{
-		nc:          nc,
-		client:      client,
-		subprotocol: subprotocol,
-		cfg:         cfg,
-		br:          br,
-		peerClosed:  make(chan struct{}),
-		closed:      make(chan struct{}),
-	}
-	c.readMu.init()
-	c.writeMsgMu.init()
-	c.writeFrameMu.init()
 	if br == nil {
-		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
+		br = bufio.NewReaderSize(nc, cfg.readBufferSize)
 	}
-	c.src = nc
-	c.readWait.set = nc.SetReadDeadline
-	c.writeWait.set = nc.SetWriteDeadline
+	c := newPooledConn(nc, nc, subprotocol, cfg)
+	c.pooled.Store(false)
+	c.br = br
 	if client {
+		c.client = true
 		var seed [32]byte
 		_, _ = crand.Read(seed[:]) // never fails (crypto/rand.Read doc)
 		c.rng = rand.NewChaCha8(seed)
 	}
+	return c
+}
+
+// newPooledConn returns a server connection that reads from src (nc, or
+// nc behind the handshake's leftovers) and borrows its buffers from pools
+// (see borrowReader and borrowWriteBuf): it has none of its own.
+func newPooledConn(nc, src net.Conn, subprotocol string, cfg connConfig) *Conn {
+	c := &Conn{
+		nc:          nc,
+		src:         src,
+		subprotocol: subprotocol,
+		cfg:         cfg,
+		peerClosed:  make(chan struct{}),
+		closed:      make(chan struct{}),
+	}
+	c.pooled.Store(true)
+	c.readMu.init()
+	c.writeMsgMu.init()
+	c.writeFrameMu.init()
+	c.readWait.set = nc.SetReadDeadline
+	c.writeWait.set = nc.SetWriteDeadline
 	c.fragBufs = fragmentPool(cfg.writeBufferSize)
 	return c
 }
@@ -662,14 +673,20 @@ func (c *Conn) readDataHeader() (header, error) {
 			} else if c.bufferedInput() == 0 {
 				return header{}, errWouldBlock
 			}
-		} else if c.idle != nil && !c.rd.inMessage && c.bufferedInput() == 0 {
+		} else if c.idleWait && !c.rd.inMessage && c.bufferedInput() == 0 {
 			// Between messages with nothing buffered: wait for input
 			// without holding the read buffer, so that an idle server
 			// connection holds none. A deadline (a context's) ends the
 			// wait, and the read below reports it.
-			c.releaseReader()
-			c.idle.wait()
-			c.borrowReader()
+			if c.idle == nil {
+				c.idle = newIdleWaiter(c)
+				c.idleWait = c.idle != nil
+			}
+			if c.idle != nil {
+				c.releaseReader()
+				c.idle.wait()
+				c.borrowReader()
+			}
 		}
 		h, err := c.readHeader()
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +37,8 @@ const idleMemClientEnv = "DUPLEX_IDLEMEM_CLIENT"
 // with the same before the connections opened, divided by their number.
 // The clients are held by a child process (this test binary re-executed),
 // so the figures are the server's alone. N is 10,000, or what the file
-// limit allows, or DUPLEX_IDLEMEM_N. It fails if an idle connection's
+// limit allows, or DUPLEX_IDLEMEM_N; DUPLEX_IDLEMEM_PROFILE=dir writes a
+// heap profile of each mode's idle connections there. It fails if an idle connection's
 // heap grows past a generous bound, and logs the figures:
 //
 //	go test -run TestPollerIdleMemory -v ./ws
@@ -138,6 +140,11 @@ func idleMemServer(t *testing.T, n int, poll, heartbeat bool) idleMemResult {
 	go func() { _ = hs.Serve(ln) }()
 	defer func() { _ = hs.Close() }()
 
+	profile := os.Getenv("DUPLEX_IDLEMEM_PROFILE") // a directory for heap profiles
+	if profile != "" {
+		runtime.MemProfileRate = 1
+		defer func() { runtime.MemProfileRate = 512 << 10 }()
+	}
 	before := idleMemSettled(t)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPollerIdleMemory$")
@@ -177,6 +184,14 @@ func idleMemServer(t *testing.T, n int, poll, heartbeat bool) idleMemResult {
 	// workers time out.
 	time.Sleep(500 * time.Millisecond)
 	after := idleMemSettled(t)
+	if profile != "" {
+		f, err := os.Create(fmt.Sprintf("%s/%s.heap", profile, strings.ReplaceAll(t.Name(), "/", "_")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		_ = f.Close()
+	}
 	if c := closed.Load(); c != 0 {
 		t.Fatalf("%d connections closed while idle", c)
 	}
