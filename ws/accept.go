@@ -226,7 +226,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	c.idleWait = true
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
-		c.extensions = deflate.String()
+		c.deflate.extensions = deflate.String()
 	}
 	c.startKeepalive(o.Heartbeat)
 	return c, nil

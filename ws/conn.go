@@ -119,7 +119,6 @@ func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration
 // only writes.
 type Conn struct {
 	nc          net.Conn
-	client      bool
 	subprotocol string
 	cfg         connConfig
 
@@ -130,6 +129,7 @@ type Conn struct {
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
 	idleWait  bool          // server conns: between messages, wait for input without a read buffer (readMu held)
+	client    bool          // set once, before use
 	idle      *idleWaiter   // for idleWait, made at the first wait; nil if the conn is not a plain socket
 	rd        messageState
 	pending   []pendingMessage // read by Close, not yet by the application
@@ -141,44 +141,36 @@ type Conn struct {
 	// one frame, so that control frames can go between a message's frames.
 	writeMsgMu   semaphore
 	writeFrameMu semaphore
-	wbuf         []byte  // frame headers and small or masked payloads; nil while pooled and idle
-	wbufBox      *[]byte // the pool's box for wbuf, when borrowed
-	iov          [2][]byte
-	bufs         net.Buffers
-	owed         []byte                  // the unsent rest of a frame a deadline cut short
-	ctrlBuf      [maxControlPayload]byte // control payloads read
-	rng          *rand.ChaCha8           // masking keys (client only)
+	wb           *writeBuf     // nil while pooled and idle
+	owed         []byte        // the unsent rest of a frame a deadline cut short
+	rng          *rand.ChaCha8 // masking keys (client only)
 	writeErr     error
 	writeWait    ctxWatch
-	fragBufs     *sync.Pool // Writer buffers, sized to cfg.writeBufferSize
 
-	// Messages queued by Send.
-	sendQ sendQueueState
+	// Messages queued by Send, made at the first.
+	sendQ atomic.Pointer[sendQueueState]
 
 	// The server's heartbeat (AcceptOptions.Heartbeat), or nil.
 	ka *keepalive
 
-	// Pings waiting for their pong.
-	pingMu  sync.Mutex
-	pings   map[uint64]chan<- struct{}
-	pingSeq atomic.Uint64
+	// Pings waiting for their pong, made at the first Ping.
+	pings atomic.Pointer[pingState]
 
 	// permessage-deflate, when negotiated (nil otherwise).
-	deflate    *deflateState
-	extensions string // the Sec-WebSocket-Extensions answer
+	deflate *deflateState
 
 	// Held by a Poller: buffers are borrowed for each read and write, and
 	// onClosed runs once the connection is closed.
 	pooled   atomic.Bool
 	onClosed atomic.Pointer[func()]
 
-	// Closing.
+	// Closing: closeMu guards closeSent, peerClose and peerClosed.
 	closeMu    sync.Mutex
-	closeSent  bool        // a close frame went out
-	peerClose  *CloseError // the peer's close frame, once read
-	peerClosed chan struct{}
+	peerClose  *CloseError   // the peer's close frame, once read
+	peerClosed chan struct{} // closed once peerClose is set; made by the first close that waits for it
 	closed     chan struct{} // closed with nc
 	closeOnce  sync.Once
+	closeSent  bool // a close frame went out
 }
 
 // messageState is the reader's position in the current message.
@@ -224,16 +216,12 @@ func newPooledConn(nc, src net.Conn, subprotocol string, cfg connConfig) *Conn {
 		src:         src,
 		subprotocol: subprotocol,
 		cfg:         cfg,
-		peerClosed:  make(chan struct{}),
 		closed:      make(chan struct{}),
 	}
 	c.pooled.Store(true)
 	c.readMu.init()
 	c.writeMsgMu.init()
 	c.writeFrameMu.init()
-	c.readWait.set = nc.SetReadDeadline
-	c.writeWait.set = nc.SetWriteDeadline
-	c.fragBufs = fragmentPool(cfg.writeBufferSize)
 	return c
 }
 
@@ -243,7 +231,12 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // Extensions returns the Sec-WebSocket-Extensions value the handshake
 // settled on, such as "permessage-deflate; client_max_window_bits=15", or
 // "" if none (the browser's WebSocket.extensions).
-func (c *Conn) Extensions() string { return c.extensions }
+func (c *Conn) Extensions() string {
+	if c.deflate == nil {
+		return "" // permessage-deflate is the only extension there is
+	}
+	return c.deflate.extensions
+}
 
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
@@ -281,7 +274,7 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
-	if err := c.readWait.start(ctx); err != nil {
+	if err := c.readWait.start(ctx, c.nc, false); err != nil {
 		return 0, dst, err
 	}
 	typ, dst, err := c.readMessage(dst)
@@ -357,7 +350,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		m := c.popPending()
 		return m.typ, bytes.NewReader(m.data), nil
 	}
-	if err := c.readWait.start(ctx); err != nil {
+	if err := c.readWait.start(ctx, c.nc, false); err != nil {
 		return 0, nil, err
 	}
 	if err := c.nextMessage(); err != nil {
@@ -388,7 +381,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		r.done = true
 		return 0, errors.New("ws: read from a message reader after the next message was requested")
 	}
-	if err := c.readWait.start(r.ctx); err != nil {
+	if err := c.readWait.start(r.ctx, c.nc, false); err != nil {
 		return 0, err
 	}
 	n, err := c.readData(p)
@@ -784,8 +777,11 @@ func (c *Conn) handleControl(h header) error {
 	if err != nil {
 		return c.readFailed(err)
 	}
-	p := c.ctrlBuf[:n]
-	copy(p, b)
+	// The payload is unmasked where it lies, in the read buffer: it stays
+	// there until the next read, and nothing below reads before it is done
+	// with it (a control payload is at most 125 bytes, and a read buffer
+	// at least 256).
+	p := b[:n:n]
 	_, _ = c.br.Discard(n)
 	if h.masked {
 		mask(p, h.key)
@@ -828,8 +824,11 @@ func (c *Conn) peerClosing(ce CloseError) error {
 	c.peerClose = &ce
 	replied := c.closeSent
 	c.closeSent = true
+	peerClosed := c.peerClosed
 	c.closeMu.Unlock()
-	close(c.peerClosed)
+	if peerClosed != nil {
+		close(peerClosed)
+	}
 	if !replied {
 		code := ce.Code
 		b := appendClosePayload(nil, code, "")
@@ -1023,7 +1022,7 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
 		return nil, c.lockError(err)
 	}
-	bp := c.fragBufs.Get().(*[]byte)
+	bp := fragmentPool(c.cfg.writeBufferSize).Get().(*[]byte)
 	w := &messageWriter{c: c, ctx: ctx, op: op, buf: (*bp)[:0], bp: bp}
 	if d := c.deflate; d != nil {
 		// A streamed message is compressed as it comes, whatever its size:
@@ -1144,7 +1143,7 @@ func (w *messageWriter) Close() error {
 		err = w.flush(w.buf, true)
 	}
 	*w.bp = w.buf[:0]
-	w.c.fragBufs.Put(w.bp)
+	fragmentPool(w.c.cfg.writeBufferSize).Put(w.bp)
 	w.buf, w.bp = nil, nil
 	w.c.writeMsgMu.unlock()
 	return err
@@ -1206,7 +1205,7 @@ func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			return false, fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 		}
 	}
-	if err := c.writeWait.start(ctx); err != nil {
+	if err := c.writeWait.start(ctx, c.nc, true); err != nil {
 		return false, err
 	}
 	if sent != nil {
@@ -1236,7 +1235,8 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 	if c.client {
 		h.key = uint32(c.rng.Uint64())
 	}
-	buf := appendHeader(c.wbuf[:0], h)
+	wb := c.wb
+	buf := appendHeader(wb.b[:0], h)
 	switch {
 	case c.client:
 		key := h.key
@@ -1256,7 +1256,7 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			if len(p) == 0 {
 				return nil
 			}
-			buf = c.wbuf[:0]
+			buf = wb.b[:0]
 		}
 	case len(buf)+len(p) <= cap(buf):
 		buf = append(buf, p...)
@@ -1265,10 +1265,10 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			return c.writeFailed(ctx, err, buf[n:])
 		}
 	default:
-		c.iov = [2][]byte{buf, p}
-		c.bufs = c.iov[:]
-		n, err := c.bufs.WriteTo(c.nc)
-		c.iov, c.bufs = [2][]byte{}, nil // do not keep the caller's bytes
+		wb.iov = [2][]byte{buf, p}
+		wb.bufs = wb.iov[:]
+		n, err := wb.bufs.WriteTo(c.nc)
+		wb.iov, wb.bufs = [2][]byte{}, nil // do not keep the caller's bytes
 		if err != nil {
 			var rest []byte
 			if n < int64(len(buf)) {
@@ -1303,20 +1303,24 @@ func (c *Conn) writeFailed(ctx context.Context, err error, rest []byte) error {
 // arrive through reads, so another goroutine must be reading (Read, Reader
 // or CloseRead) for Ping to return before ctx.
 func (c *Conn) Ping(ctx context.Context) error {
-	id := c.pingSeq.Add(1)
+	ps := c.pings.Load()
+	if ps == nil {
+		ps = &pingState{waiting: make(map[uint64]chan<- struct{})}
+		if !c.pings.CompareAndSwap(nil, ps) {
+			ps = c.pings.Load()
+		}
+	}
+	id := ps.seq.Add(1)
 	var p [8]byte
 	binary.BigEndian.PutUint64(p[:], id)
 	pong := make(chan struct{}, 1)
-	c.pingMu.Lock()
-	if c.pings == nil {
-		c.pings = make(map[uint64]chan<- struct{})
-	}
-	c.pings[id] = pong
-	c.pingMu.Unlock()
+	ps.mu.Lock()
+	ps.waiting[id] = pong
+	ps.mu.Unlock()
 	defer func() {
-		c.pingMu.Lock()
-		delete(c.pings, id)
-		c.pingMu.Unlock()
+		ps.mu.Lock()
+		delete(ps.waiting, id)
+		ps.mu.Unlock()
 	}()
 	if err := c.writeControl(ctx, opPing, p[:]); err != nil {
 		return err
@@ -1331,14 +1335,22 @@ func (c *Conn) Ping(ctx context.Context) error {
 	}
 }
 
+// pingState is the pings of a connection that wait for their pong.
+type pingState struct {
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	waiting map[uint64]chan<- struct{}
+}
+
 func (c *Conn) deliverPong(p []byte) {
-	if len(p) != 8 {
+	ps := c.pings.Load()
+	if len(p) != 8 || ps == nil {
 		return // not ours: unsolicited pongs are allowed (RFC 6455 §5.5.3)
 	}
 	id := binary.BigEndian.Uint64(p)
-	c.pingMu.Lock()
-	ch := c.pings[id]
-	c.pingMu.Unlock()
+	ps.mu.Lock()
+	ch := ps.waiting[id]
+	ps.mu.Unlock()
 	if ch != nil {
 		select {
 		case ch <- struct{}{}:
@@ -1421,17 +1433,27 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 		c.readMu.unlock()
 	}
 	// A reader elsewhere sees the close frame, or the wait ends.
+	c.closeMu.Lock()
+	if c.peerClose == nil && c.peerClosed == nil {
+		c.peerClosed = make(chan struct{})
+	}
+	peerClose, peerClosed := c.peerClose, c.peerClosed
+	c.closeMu.Unlock()
+	if peerClose != nil {
+		return nil
+	}
 	select {
-	case <-c.peerClosed:
+	case <-peerClosed:
 	case <-c.closed: // lost: no close frame will come
 	case <-ctx.Done():
 	}
-	select {
-	case <-c.peerClosed:
-		return nil
-	default:
+	c.closeMu.Lock()
+	peerClose = c.peerClose
+	c.closeMu.Unlock()
+	if peerClose == nil {
 		return errors.New("ws: the peer did not answer the close frame in time; connection closed")
 	}
+	return nil
 }
 
 // CloseNow closes the connection without a close handshake. Reads and writes
@@ -1565,9 +1587,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // context is used for call after call, so the steady path costs no
 // allocation; only a change of context registers anew.
 type ctxWatch struct {
-	set func(time.Time) error
-
 	ctx context.Context // the registered context; only the owner uses it
+
+	// reg is made at the first registration: a connection that is only
+	// ever used with contexts that cannot end (context.Background, say)
+	// never has one. release puts releasedReg there if it finds none.
+	reg atomic.Pointer[ctxReg]
+}
+
+// ctxReg is a ctxWatch's registration with its contexts.
+type ctxReg struct {
+	nc    net.Conn
+	write bool // the deadline to set: the write one, or the read one
 
 	mu       sync.Mutex
 	cancel   func() bool // stops the context.AfterFunc
@@ -1576,9 +1607,21 @@ type ctxWatch struct {
 	released bool        // the connection is closed: register nothing more
 }
 
-// start prepares for an operation under ctx. It returns ctx's error if ctx
+// releasedReg stands for the registration of a watch released before it
+// had one. Nothing changes it.
+var releasedReg = &ctxReg{released: true}
+
+func (r *ctxReg) set(t time.Time) error {
+	if r.write {
+		return r.nc.SetWriteDeadline(t)
+	}
+	return r.nc.SetReadDeadline(t)
+}
+
+// start prepares for an operation under ctx, which sets the read deadline
+// of nc, or with write its write deadline. It returns ctx's error if ctx
 // is already done.
-func (w *ctxWatch) start(ctx context.Context) error {
+func (w *ctxWatch) start(ctx context.Context, nc net.Conn, write bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -1594,43 +1637,57 @@ func (w *ctxWatch) start(ctx context.Context) error {
 	if ctx.Done() == nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.released {
+	r := w.reg.Load()
+	if r == nil {
+		r = &ctxReg{nc: nc, write: write}
+		if !w.reg.CompareAndSwap(nil, r) {
+			r = w.reg.Load() // released meanwhile
+		}
+	}
+	if r == releasedReg {
 		return nil // the connection is closed; the operation fails on its own
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		return nil
+	}
 	w.ctx = ctx
-	gen := w.gen
-	w.cancel = context.AfterFunc(ctx, func() { w.fire(gen) })
+	gen := r.gen
+	r.cancel = context.AfterFunc(ctx, func() { r.fire(gen) })
 	return nil
 }
 
-func (w *ctxWatch) fire(gen uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if gen != w.gen {
+func (r *ctxReg) fire(gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen {
 		// stop ran while this callback was starting: the operation it
 		// guarded is over, and the next one must not see the deadline.
 		return
 	}
-	w.fired = true
-	_ = w.set(aLongTimeAgo)
+	r.fired = true
+	_ = r.set(aLongTimeAgo)
 }
 
 // stop forgets the current context, undoing its deadline if it fired.
 func (w *ctxWatch) stop() {
 	w.ctx = nil
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cancel == nil {
+	r := w.reg.Load()
+	if r == nil || r == releasedReg {
 		return
 	}
-	w.cancel()
-	w.cancel = nil
-	w.gen++
-	if w.fired {
-		w.fired = false
-		_ = w.set(time.Time{})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	r.gen++
+	if r.fired {
+		r.fired = false
+		_ = r.set(time.Time{})
 	}
 }
 
@@ -1638,14 +1695,24 @@ func (w *ctxWatch) stop() {
 // any goroutine. Without it a long-lived context (an application's root
 // context, passed to every Read) would keep every closed Conn reachable.
 func (w *ctxWatch) release() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.released = true
-	if w.cancel != nil {
-		w.cancel()
-		w.cancel = nil
+	r := w.reg.Load()
+	if r == nil {
+		if w.reg.CompareAndSwap(nil, releasedReg) {
+			return
+		}
+		r = w.reg.Load()
 	}
-	w.gen++
+	if r == releasedReg {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.released = true
+	if r.cancel != nil {
+		r.cancel()
+		r.cancel = nil
+	}
+	r.gen++
 }
 
 // explain replaces a deadline error caused by ctx with ctx's error, and

@@ -3,6 +3,7 @@ package ws
 import (
 	"bufio"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 )
@@ -16,7 +17,7 @@ import (
 var errWouldBlock = errors.New("ws: no input buffered")
 
 // readerPools and writeBufPools hold a pool per buffer size, of
-// *bufio.Reader and of write buffers (*[]byte).
+// *bufio.Reader and of *writeBuf.
 var readerPools, writeBufPools sync.Map // int → *sizedPool
 
 // sizedPool is a pool and the buffer size it holds. lastReaderPool and
@@ -48,7 +49,17 @@ func newReaderItem(size int) func() any {
 }
 
 func newWriteBufItem(size int) func() any {
-	return func() any { b := make([]byte, 0, size); return &b }
+	return func() any { return &writeBuf{b: make([]byte, 0, size)} }
+}
+
+// writeBuf is what a connection writes frames with: a buffer for frame
+// headers and small or masked payloads, and the vector of a header and a
+// large payload written together. It is borrowed for each frame by a
+// pooled connection, so that an idle one holds none of it.
+type writeBuf struct {
+	b    []byte // its capacity is the connection's write buffer size
+	iov  [2][]byte
+	bufs net.Buffers
 }
 
 // lookupPool finds (or makes) the pool of size in pools and remembers it
@@ -123,24 +134,19 @@ func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
 // borrowWriteBuf gives the connection a write buffer if it has none.
 // writeFrameMu must be held.
 func (c *Conn) borrowWriteBuf() {
-	if c.wbuf != nil {
-		return
+	if c.wb == nil {
+		c.wb = writeBufPool(c.cfg.writeBufferSize).Get().(*writeBuf)
 	}
-	box := writeBufPool(c.cfg.writeBufferSize).Get().(*[]byte)
-	c.wbuf, c.wbufBox = (*box)[:0], box
 }
 
 // releaseWriteBuf gives the write buffer back if the connection is pooled.
 // writeFrameMu must be held.
 func (c *Conn) releaseWriteBuf() {
-	if c.wbuf == nil || !c.pooled.Load() {
+	if c.wb == nil || !c.pooled.Load() {
 		return
 	}
-	box := c.wbufBox
-	if box == nil {
-		box = new([]byte) // the buffer newConn made, pooled from now on
-	}
-	*box = c.wbuf[:0]
-	c.wbuf, c.wbufBox = nil, nil
-	writeBufPool(c.cfg.writeBufferSize).Put(box)
+	wb := c.wb
+	c.wb = nil
+	wb.b = wb.b[:0]
+	writeBufPool(c.cfg.writeBufferSize).Put(wb)
 }

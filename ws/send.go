@@ -154,13 +154,29 @@ func (c *Conn) SendPrepared(pm *PreparedMessage) error {
 // SendQueued returns the bytes queued by Send and SendPrepared and not yet
 // written.
 func (c *Conn) SendQueued() int {
-	c.sendQ.mu.Lock()
-	defer c.sendQ.mu.Unlock()
-	return c.sendQ.bytes
+	q := c.sendQ.Load()
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// sendQueue returns the connection's send queue, made at the first Send.
+func (c *Conn) sendQueue() *sendQueueState {
+	if q := c.sendQ.Load(); q != nil {
+		return q
+	}
+	q := new(sendQueueState)
+	if c.sendQ.CompareAndSwap(nil, q) {
+		return q
+	}
+	return c.sendQ.Load()
 }
 
 func (c *Conn) enqueue(m sendMessage) error {
-	q := &c.sendQ
+	q := c.sendQueue()
 	q.mu.Lock()
 	if q.err != nil {
 		err := q.err
@@ -212,7 +228,7 @@ const minSendMessages = 1024
 // the peer is interrupted (the rest of its frame is sent before the close
 // frame), so that the close is not held up by the very peer it is for.
 func (c *Conn) closeForSendQueue(code StatusCode) {
-	q := &c.sendQ
+	q := c.sendQ.Load() // made by the enqueue that called this
 	q.mu.Lock()
 	first := !q.closing
 	q.closing = true
@@ -245,7 +261,7 @@ var sendBatches = sync.Pool{New: func() any { return new(sendBatch) }}
 
 // sendLoop writes the queue until it is empty, then ends.
 func (c *Conn) sendLoop() {
-	q := &c.sendQ
+	q := c.sendQ.Load() // made by the enqueue that called this
 	b := sendBatches.Get().(*sendBatch)
 	defer func() {
 		clear(b.msgs)
@@ -342,7 +358,7 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	case sent:
 		return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 	}
-	if err := c.writeWait.start(ctx); err != nil {
+	if err := c.writeWait.start(ctx, c.nc, true); err != nil {
 		return err
 	}
 	if len(c.owed) > 0 {
