@@ -159,16 +159,18 @@ type Conn struct {
 	// permessage-deflate, when negotiated (nil otherwise).
 	deflate *deflateState
 
-	// Held by a Poller: buffers are borrowed for each read and write, and
-	// onClosed runs once the connection is closed.
+	// A server connection borrows its buffers for each read and write
+	// (pooled); one held by a Poller has its entry scheduled once the
+	// connection is closed (held).
 	pooled   atomic.Bool
-	onClosed atomic.Pointer[func()]
+	isClosed atomic.Bool // set as the connection closes, before closed is closed
+	held     atomic.Pointer[pollEntry]
 
-	// Closing: closeMu guards closeSent, peerClose and peerClosed.
+	// Closing: closeMu guards closeSent, peerClose, peerClosed and closed.
 	closeMu    sync.Mutex
 	peerClose  *CloseError   // the peer's close frame, once read
 	peerClosed chan struct{} // closed once peerClose is set; made by the first close that waits for it
-	closed     chan struct{} // closed with nc
+	closed     chan struct{} // closed with nc; made by closedChan, the first to wait for it
 	closeOnce  sync.Once
 	closeSent  bool // a close frame went out
 }
@@ -216,7 +218,6 @@ func newPooledConn(nc, src net.Conn, subprotocol string, cfg connConfig) *Conn {
 		src:         src,
 		subprotocol: subprotocol,
 		cfg:         cfg,
-		closed:      make(chan struct{}),
 	}
 	c.pooled.Store(true)
 	c.readMu.init()
@@ -896,10 +897,9 @@ func (c *Conn) readFailed(err error) error {
 	case lost != nil:
 		err = &abnormalClosure{lost}
 	default:
-		select {
-		case <-c.closed:
+		if c.isClosed.Load() {
 			err = fmt.Errorf("ws: read from a closed connection: %w", net.ErrClosed)
-		default:
+		} else {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -982,7 +982,7 @@ func (c *Conn) writeMessage(ctx context.Context, typ MessageType, p []byte, comp
 	if err != nil {
 		return err
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
@@ -1019,7 +1019,7 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if err != nil {
 		return nil, err
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return nil, c.lockError(err)
 	}
 	bp := fragmentPool(c.cfg.writeBufferSize).Get().(*[]byte)
@@ -1186,7 +1186,7 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 // sent is not nil, it calls sent before it lets the next frame go, so that
 // compression history follows the order of the wire.
 func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p []byte, sent func()) (bool, error) {
-	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeFrameMu.lock(ctx, c); err != nil {
 		return false, c.lockError(err)
 	}
 	defer c.writeFrameMu.unlock()
@@ -1330,7 +1330,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("ws: no pong: %w", ctx.Err())
-	case <-c.closed:
+	case <-c.closedChan():
 		return fmt.Errorf("ws: connection closed while waiting for a pong: %w", net.ErrClosed)
 	}
 }
@@ -1389,7 +1389,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		t := time.NewTimer(c.cfg.closeTimeout)
 		defer t.Stop()
 		select {
-		case <-c.closed:
+		case <-c.closedChan():
 		case <-t.C:
 		}
 		return fmt.Errorf("ws: close called on a connection already closing: %w", net.ErrClosed)
@@ -1444,7 +1444,7 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 	}
 	select {
 	case <-peerClosed:
-	case <-c.closed: // lost: no close frame will come
+	case <-c.closedChan(): // lost: no close frame will come
 	case <-ctx.Done():
 	}
 	c.closeMu.Lock()
@@ -1469,15 +1469,40 @@ func (c *Conn) CloseNow() error {
 func (c *Conn) closeConn() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
-		close(c.closed)
+		c.closeMu.Lock()
+		c.isClosed.Store(true)
+		ch := c.closed
+		c.closed = closedDone
+		c.closeMu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
 		c.ka.stop()
 		c.readWait.release()
 		c.writeWait.release()
-		if f := c.onClosed.Load(); f != nil {
-			(*f)()
+		if e := c.held.Load(); e != nil {
+			e.schedule()
 		}
 	})
 }
+
+// closedChan returns a channel closed when the connection is: made by the
+// first caller, for an idle connection need not hold one.
+func (c *Conn) closedChan() <-chan struct{} {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed == nil {
+		c.closed = make(chan struct{})
+	}
+	return c.closed
+}
+
+// closedDone is the closed channel of every closed connection.
+var closedDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // lockError explains a failure to take a read or write lock.
 func (c *Conn) lockError(err error) error {
@@ -1541,7 +1566,9 @@ func (s *semaphore) tryLock() bool {
 	}
 }
 
-func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
+// lock takes the lock, or gives up when ctx is done or, if c is not nil,
+// when c is closed.
+func (s *semaphore) lock(ctx context.Context, c *Conn) error {
 	if s.state.CompareAndSwap(0, 1) {
 		return nil
 	}
@@ -1550,6 +1577,10 @@ func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 	s.state.Add(2)
 	defer s.state.Add(-2)
 	wake := s.wakeChan()
+	var closed <-chan struct{} // nil: never ready
+	if c != nil {
+		closed = c.closedChan()
+	}
 	for {
 		if s.tryLock() {
 			return nil

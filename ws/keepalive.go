@@ -66,10 +66,8 @@ func (k *keepalive) received() {
 
 func (k *keepalive) fire() {
 	c := k.c
-	select {
-	case <-c.closed:
+	if c.isClosed.Load() {
 		return
-	default:
 	}
 	if rx := k.rx.Load(); rx != k.seen {
 		k.seen, k.pinged = rx, false

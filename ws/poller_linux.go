@@ -212,8 +212,7 @@ func (p *Poller) hold(c *Conn, h Handler, done func()) bool {
 	p.held[fd] = e
 	p.mu.Unlock()
 	c.pooled.Store(true)
-	wake := e.schedule
-	c.onClosed.Store(&wake)
+	c.held.Store(e)
 	e.schedule()
 	return true
 }

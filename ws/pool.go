@@ -120,11 +120,9 @@ func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
-	select {
-	case <-c.closed:
-		// Read what is left: the buffered messages, then the error that
-		// tells how the connection ended.
-	default:
+	// Once the connection is closed, read what is left: the buffered
+	// messages, then the error that tells how the connection ended.
+	if !c.isClosed.Load() {
 		c.yield, c.yieldSkip = true, ready
 		defer func() { c.yield, c.yieldSkip = false, false }()
 	}

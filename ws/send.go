@@ -183,11 +183,9 @@ func (c *Conn) enqueue(m sendMessage) error {
 		q.mu.Unlock()
 		return err
 	}
-	select {
-	case <-c.closed:
+	if c.isClosed.Load() {
 		q.mu.Unlock()
 		return c.lockError(net.ErrClosed)
-	default:
 	}
 	n := m.size()
 	// A message that finds the queue empty always goes in, whatever its
@@ -241,7 +239,7 @@ func (c *Conn) closeForSendQueue(code StatusCode) {
 		// Once the interrupted writer has let go of the frame lock, lift
 		// the deadline for the close frame (and the owed rest before it).
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
-		if c.writeFrameMu.lock(ctx, c.closed) == nil {
+		if c.writeFrameMu.lock(ctx, c) == nil {
 			_ = c.nc.SetWriteDeadline(time.Time{})
 			c.writeFrameMu.unlock()
 		}
@@ -338,11 +336,11 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 		}
 		return nil
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
-	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeFrameMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeFrameMu.unlock()
