@@ -89,10 +89,12 @@ type AcceptOptions struct {
 	// without a close frame: reads return an error that wraps ErrNoPong
 	// and reads as CloseError{Code: StatusAbnormalClosure} (1006). Any
 	// frame from the peer counts, so a busy connection is never pinged,
-	// and a connection waiting in a Poller stays without a goroutine (the
-	// heartbeat is a timer). A dead peer is noticed within Interval +
-	// Timeout of its last frame (twice Interval + Timeout if it last sent
-	// a ping that could not be answered). Nil means no heartbeat, as in
+	// and a connection waiting in a Poller stays without a goroutine or a
+	// timer (the connections with the same Heartbeat durations share one
+	// timer). A dead peer is noticed within Interval + Timeout of its last
+	// frame (twice Interval + Timeout if it last sent a ping that could
+	// not be answered), plus up to a quarter of the shorter of the two
+	// (the shared timer's granularity). Nil means no heartbeat, as in
 	// the browser's API and other libraries: the application pings, or
 	// the connection lives until TCP gives up.
 	Heartbeat *Heartbeat
