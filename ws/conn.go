@@ -132,17 +132,16 @@ type Conn struct {
 	client    bool          // set once, before use
 	idle      *idleWaiter   // for idleWait, made at the first wait; nil if the conn is not a plain socket
 	rd        messageState
-	pending   []pendingMessage // read by Close, not yet by the application
-	msgSeq    uint64           // messages begun, so a stale message reader can tell
-	readErr   error            // sticky: set once the read side failed
+	pending   *[]pendingMessage // read by Close, not yet by the application; nil if none
+	msgSeq    uint64            // messages begun, so a stale message reader can tell
+	readErr   error             // sticky: set once the read side failed
 	readWait  ctxWatch
 
 	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
 	// one frame, so that control frames can go between a message's frames.
 	writeMsgMu   semaphore
 	writeFrameMu semaphore
-	wb           *writeBuf     // nil while pooled and idle
-	owed         []byte        // the unsent rest of a frame a deadline cut short
+	wb           *writeBuf     // nil while pooled and idle, unless it holds owed bytes
 	rng          *rand.ChaCha8 // masking keys (client only)
 	writeErr     error
 	writeWait    ctxWatch
@@ -177,20 +176,20 @@ type Conn struct {
 
 // messageState is the reader's position in the current message.
 type messageState struct {
-	inMessage bool        // a data message has started and not ended
 	typ       MessageType // of the current message
-	fin       bool        // the current frame is the message's last
 	remaining int64       // payload bytes of the current frame not yet read
-	masked    bool
-	key       uint32 // the masking key, rotated to the next byte
-	size      int64  // payload bytes of the message so far (headers seen)
+	size      int64       // payload bytes of the message so far (headers seen)
 	fragments int
+	inflated  int64  // bytes inflated so far
+	key       uint32 // the masking key, rotated to the next byte
 	utf8      utf8Validator
+	inMessage bool // a data message has started and not ended
+	fin       bool // the current frame is the message's last
+	masked    bool
 
-	compressed    bool  // RSV1 was set: the payload is deflated
-	inflating     bool  // a compressed message's data is not all out yet
-	inflated      int64 // bytes inflated so far
-	inflateBroken bool  // the decompressor failed; the rest cannot be inflated
+	compressed    bool // RSV1 was set: the payload is deflated
+	inflating     bool // a compressed message's data is not all out yet
+	inflateBroken bool // the decompressor failed; the rest cannot be inflated
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
@@ -271,7 +270,7 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 	}
 	defer c.readMu.unlock()
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
@@ -327,11 +326,13 @@ type pendingMessage struct {
 const maxPending = 64
 
 func (c *Conn) popPending() pendingMessage {
-	m := c.pending[0]
-	c.pending[0] = pendingMessage{}
-	c.pending = c.pending[1:]
-	if len(c.pending) == 0 {
+	q := *c.pending
+	m := q[0]
+	q[0] = pendingMessage{}
+	if len(q) == 1 {
 		c.pending = nil
+	} else {
+		*c.pending = q[1:]
 	}
 	return m
 }
@@ -347,7 +348,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	}
 	defer c.readMu.unlock()
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, bytes.NewReader(m.data), nil
 	}
@@ -1223,19 +1224,19 @@ func (c *Conn) writeFrameLocked(ctx context.Context, fin, rsv1 bool, op opcode, 
 }
 
 func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p []byte) error {
-	if len(c.owed) > 0 {
-		n, err := c.nc.Write(c.owed)
-		c.owed = c.owed[n:]
+	wb := c.wb
+	if len(wb.owed) > 0 {
+		n, err := c.nc.Write(wb.owed)
+		wb.owed = wb.owed[n:]
 		if err != nil {
 			return c.writeFailed(ctx, err, nil)
 		}
-		c.owed = nil
+		wb.owed = nil
 	}
 	h := header{fin: fin, rsv1: rsv1, opcode: op, masked: c.client, length: int64(len(p))}
 	if c.client {
 		h.key = uint32(c.rng.Uint64())
 	}
-	wb := c.wb
 	buf := appendHeader(wb.b[:0], h)
 	switch {
 	case c.client:
@@ -1287,7 +1288,8 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 func (c *Conn) writeFailed(ctx context.Context, err error, rest []byte) error {
 	if isTimeout(err) {
 		if len(rest) > 0 {
-			c.owed = append(c.owed[:len(c.owed):len(c.owed)], rest...)
+			wb := c.wb // writeFailed is called with the buffer borrowed
+			wb.owed = append(wb.owed[:len(wb.owed):len(wb.owed)], rest...)
 		}
 		return c.writeWait.explain(ctx, err)
 	}
@@ -1425,9 +1427,15 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 			if err != nil {
 				break
 			}
-			if len(c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
+			if c.pending == nil {
+				if kept+int64(len(p)) > c.cfg.readLimit {
+					continue
+				}
+				c.pending = new([]pendingMessage)
+			}
+			if len(*c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
 				kept += int64(len(p))
-				c.pending = append(c.pending, pendingMessage{typ, p})
+				*c.pending = append(*c.pending, pendingMessage{typ, p})
 			}
 		}
 		c.readMu.unlock()

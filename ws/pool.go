@@ -60,6 +60,10 @@ type writeBuf struct {
 	b    []byte // its capacity is the connection's write buffer size
 	iov  [2][]byte
 	bufs net.Buffers
+
+	// owed is the unsent rest of a frame a deadline cut short, sent
+	// before the next frame. A connection keeps its buffer while it owes.
+	owed []byte
 }
 
 // lookupPool finds (or makes) the pool of size in pools and remembers it
@@ -116,7 +120,7 @@ func (c *Conn) bufferedInput() int {
 // has begun it waits for the rest. readMu must be held.
 func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
@@ -140,7 +144,7 @@ func (c *Conn) borrowWriteBuf() {
 // releaseWriteBuf gives the write buffer back if the connection is pooled.
 // writeFrameMu must be held.
 func (c *Conn) releaseWriteBuf() {
-	if c.wb == nil || !c.pooled.Load() {
+	if c.wb == nil || !c.pooled.Load() || len(c.wb.owed) > 0 {
 		return
 	}
 	wb := c.wb

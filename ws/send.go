@@ -359,8 +359,8 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	if err := c.writeWait.start(ctx, c.nc, true); err != nil {
 		return err
 	}
-	if len(c.owed) > 0 {
-		b.iov = append(b.iov, c.owed)
+	if wb := c.wb; wb != nil && len(wb.owed) > 0 {
+		b.iov = append(b.iov, wb.owed)
 	}
 	// Headers first, all in one buffer (it must not move once sliced).
 	for _, m := range b.msgs {
@@ -380,13 +380,17 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	}
 	iov := b.iov // WriteTo consumes the slice it is given: what is left is unsent
 	_, err := iov.WriteTo(c.nc)
-	c.owed = nil
+	if c.wb != nil {
+		c.wb.owed = nil
+		c.releaseWriteBuf()
+	}
 	if err != nil && isTimeout(err) {
 		// closeForSendQueue cut the write short: the frame under way is
 		// owed (sent before the close frame), the ones not begun are
 		// dropped with the rest of the queue.
 		if len(iov) > 0 {
-			c.owed = owedFrame(iov, b.iov)
+			c.borrowWriteBuf()
+			c.wb.owed = owedFrame(iov, b.iov)
 		}
 		err = fmt.Errorf("ws: send queue full, connection closing: %w", net.ErrClosed)
 	} else if err != nil {
