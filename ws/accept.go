@@ -191,15 +191,14 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	cfg.sendPolicy = o.SendQueueFull
 	// Frames the client sent right behind its request may sit in
-	// net/http's buffer. Move them out, so that buffer can be dropped. The
-	// connection makes no read buffer of its own: it borrows one from a
-	// pool when it reads (see borrowReader).
+	// net/http's buffer. Move them out, so that nothing of ours refers to
+	// net/http's buffers. The connection makes no read buffer of its own:
+	// it borrows one from a pool when it reads (see borrowReader).
 	var src net.Conn = nc
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		src = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
-	brw = nil // net/http's buffers: nothing of ours refers to them
 
 	resp := make([]byte, 0, 256)
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
