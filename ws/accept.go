@@ -194,10 +194,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	// net/http's buffer. Move them out, so that nothing of ours refers to
 	// net/http's buffers. The connection makes no read buffer of its own:
 	// it borrows one from a pool when it reads (see borrowReader).
-	var src net.Conn = nc
+	var prefix *prefixConn
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		src = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
+		prefix = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
 
 	resp := make([]byte, 0, 256)
@@ -223,7 +223,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	// borrowed while it reads and given back while it waits between
 	// messages, its write buffer after each frame (both from pools sized
 	// by the options).
-	c := newPooledConn(nc, src, subprotocol, cfg) // reads go through src; writes straight to nc (writev needs the real TCPConn)
+	c := newPooledConn(nc, prefix, subprotocol, cfg) // reads go through prefix, if any; writes straight to nc (writev needs the real TCPConn)
 	c.idleWait = true
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)

@@ -75,6 +75,32 @@ type connConfig struct {
 	sendPolicy      SendQueuePolicy
 }
 
+// configs interns connection configurations, so that the connections
+// made with the same options share one; at most maxConfigs of them; a
+// connection with yet other options has its own. Guarded by configsMu.
+var (
+	configsMu sync.Mutex
+	configs   map[connConfig]*connConfig
+)
+
+const maxConfigs = 64
+
+func internConfig(cfg connConfig) *connConfig {
+	configsMu.Lock()
+	defer configsMu.Unlock()
+	if p := configs[cfg]; p != nil {
+		return p
+	}
+	p := &cfg
+	if len(configs) < maxConfigs {
+		if configs == nil {
+			configs = make(map[connConfig]*connConfig)
+		}
+		configs[cfg] = p
+	}
+	return p
+}
+
 func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration, rbuf, wbuf int) connConfig {
 	cfg := connConfig{readLimit: readLimit, maxFragments: maxFragments, closeTimeout: closeTimeout, readBufferSize: rbuf, writeBufferSize: wbuf}
 	switch {
@@ -120,12 +146,12 @@ func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration
 type Conn struct {
 	nc          net.Conn
 	subprotocol string
-	cfg         connConfig
+	cfg         *connConfig // shared by the connections with the same options
 
 	// Reading: guarded by readMu.
 	readMu    semaphore
 	br        *bufio.Reader // nil while a Poller holds the connection idle
-	src       net.Conn      // what br reads from
+	prefix    *prefixConn   // what br reads from if not nil (the handshake's leftovers, then nc); otherwise nc
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
 	idleWait  bool          // server conns: between messages, wait for input without a read buffer (readMu held)
@@ -196,7 +222,7 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 	if br == nil {
 		br = bufio.NewReaderSize(nc, cfg.readBufferSize)
 	}
-	c := newPooledConn(nc, nc, subprotocol, cfg)
+	c := newPooledConn(nc, nil, subprotocol, cfg)
 	c.pooled.Store(false)
 	c.br = br
 	if client {
@@ -211,12 +237,12 @@ func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg
 // newPooledConn returns a server connection that reads from src (nc, or
 // nc behind the handshake's leftovers) and borrows its buffers from pools
 // (see borrowReader and borrowWriteBuf): it has none of its own.
-func newPooledConn(nc, src net.Conn, subprotocol string, cfg connConfig) *Conn {
+func newPooledConn(nc net.Conn, prefix *prefixConn, subprotocol string, cfg connConfig) *Conn {
 	c := &Conn{
 		nc:          nc,
-		src:         src,
+		prefix:      prefix,
 		subprotocol: subprotocol,
-		cfg:         cfg,
+		cfg:         internConfig(cfg),
 	}
 	c.pooled.Store(true)
 	c.readMu.init()

@@ -85,7 +85,11 @@ func (c *Conn) borrowReader() {
 		return
 	}
 	br := readerPool(c.cfg.readBufferSize).Get().(*bufio.Reader)
-	br.Reset(c.src)
+	if c.prefix != nil {
+		br.Reset(c.prefix)
+	} else {
+		br.Reset(c.nc)
+	}
 	c.br = br
 }
 
@@ -107,8 +111,8 @@ func (c *Conn) bufferedInput() int {
 	if c.br != nil {
 		n = c.br.Buffered()
 	}
-	if pc, ok := c.src.(*prefixConn); ok {
-		n += len(pc.prefix)
+	if c.prefix != nil {
+		n += len(c.prefix.prefix)
 	}
 	return n
 }
