@@ -200,9 +200,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		prefix = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
 
-	resp := make([]byte, 0, 256)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, acceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	// The response is made in a write buffer borrowed for the purpose.
+	wb := writeBufPool(cfg.writeBufferSize).Get().(*writeBuf)
+	resp := append(wb.b[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = appendAcceptKey(resp, r.Header.Get("Sec-WebSocket-Key"))
 	if subprotocol != "" {
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
 		resp = append(resp, subprotocol...)
@@ -213,7 +214,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	resp = append(resp, "\r\n\r\n"...)
 	_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
-	if _, err := nc.Write(resp); err != nil {
+	_, err = nc.Write(resp)
+	writeBufPool(cfg.writeBufferSize).Put(wb) // resp is in wb.b, or in memory of its own if it outgrew it
+	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("ws: writing the handshake response: %w", err)
 	}
@@ -371,10 +374,21 @@ const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
 func acceptKey(key string) string {
-	h := sha1.New()
-	h.Write([]byte(strings.TrimSpace(key)))
-	h.Write([]byte(keyGUID))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return string(appendAcceptKey(nil, key))
+}
+
+// appendAcceptKey appends Sec-WebSocket-Accept for a Sec-WebSocket-Key to
+// dst. A valid key (24 characters) is hashed without an allocation.
+func appendAcceptKey(dst []byte, key string) []byte {
+	key = strings.TrimSpace(key)
+	var buf [24 + len(keyGUID)]byte
+	in := buf[:0]
+	if len(key)+len(keyGUID) > len(buf) {
+		in = make([]byte, 0, len(key)+len(keyGUID))
+	}
+	in = append(append(in, key...), keyGUID...)
+	sum := sha1.Sum(in)
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
 // prefixConn serves bytes read ahead by net/http before the connection's.
