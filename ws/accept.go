@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bufio"
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
@@ -90,10 +89,12 @@ type AcceptOptions struct {
 	// without a close frame: reads return an error that wraps ErrNoPong
 	// and reads as CloseError{Code: StatusAbnormalClosure} (1006). Any
 	// frame from the peer counts, so a busy connection is never pinged,
-	// and a connection waiting in a Poller stays without a goroutine (the
-	// heartbeat is a timer). A dead peer is noticed within Interval +
-	// Timeout of its last frame (twice Interval + Timeout if it last sent
-	// a ping that could not be answered). Nil means no heartbeat, as in
+	// and a connection waiting in a Poller stays without a goroutine or a
+	// timer (the connections with the same Heartbeat durations share one
+	// timer). A dead peer is noticed within Interval + Timeout of its last
+	// frame (twice Interval + Timeout if it last sent a ping that could
+	// not be answered), plus up to a quarter of the shorter of the two
+	// (the shared timer's granularity). Nil means no heartbeat, as in
 	// the browser's API and other libraries: the application pings, or
 	// the connection lives until TCP gives up.
 	Heartbeat *Heartbeat
@@ -190,17 +191,19 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	cfg.sendPolicy = o.SendQueueFull
 	// Frames the client sent right behind its request may sit in
-	// net/http's buffer. Move them out, so that buffer can be dropped.
-	var src net.Conn = nc
+	// net/http's buffer. Move them out, so that nothing of ours refers to
+	// net/http's buffers. The connection makes no read buffer of its own:
+	// it borrows one from a pool when it reads (see borrowReader).
+	var prefix *prefixConn
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		src = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
+		prefix = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
-	br := bufio.NewReaderSize(src, cfg.readBufferSize)
 
-	resp := make([]byte, 0, 256)
-	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, acceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	// The response is made in a write buffer borrowed for the purpose.
+	wb := writeBufPool(cfg.writeBufferSize).Get().(*writeBuf)
+	resp := append(wb.b[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = appendAcceptKey(resp, r.Header.Get("Sec-WebSocket-Key"))
 	if subprotocol != "" {
 		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
 		resp = append(resp, subprotocol...)
@@ -211,22 +214,23 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	resp = append(resp, "\r\n\r\n"...)
 	_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
-	if _, err := nc.Write(resp); err != nil {
+	_, err = nc.Write(resp)
+	writeBufPool(cfg.writeBufferSize).Put(wb) // resp is in wb.b, or in memory of its own if it outgrew it
+	if err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("ws: writing the handshake response: %w", err)
 	}
 	_ = nc.SetWriteDeadline(time.Time{})
 
-	c := newConn(nc, br, false, subprotocol, cfg) // br reads through src; writes go straight to nc (writev needs the real TCPConn)
-	c.src = src
-	// An idle server connection holds no buffer: its read buffer is given
-	// back while it waits between messages, its write buffer after each
-	// frame (both from pools sized by the options).
-	c.idle = newIdleWaiter(c)
-	c.pooled.Store(true)
+	// An idle server connection holds no buffer: its read buffer is
+	// borrowed while it reads and given back while it waits between
+	// messages, its write buffer after each frame (both from pools sized
+	// by the options).
+	c := newPooledConn(nc, prefix, subprotocol, cfg) // reads go through prefix, if any; writes straight to nc (writev needs the real TCPConn)
+	c.idleWait = true
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
-		c.extensions = deflate.String()
+		c.deflate.extensions = deflate.String()
 	}
 	c.startKeepalive(o.Heartbeat)
 	return c, nil
@@ -370,10 +374,21 @@ const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
 func acceptKey(key string) string {
-	h := sha1.New()
-	h.Write([]byte(strings.TrimSpace(key)))
-	h.Write([]byte(keyGUID))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	return string(appendAcceptKey(nil, key))
+}
+
+// appendAcceptKey appends Sec-WebSocket-Accept for a Sec-WebSocket-Key to
+// dst. A valid key (24 characters) is hashed without an allocation.
+func appendAcceptKey(dst []byte, key string) []byte {
+	key = strings.TrimSpace(key)
+	var buf [24 + len(keyGUID)]byte
+	in := buf[:0]
+	if len(key)+len(keyGUID) > len(buf) {
+		in = make([]byte, 0, len(key)+len(keyGUID))
+	}
+	in = append(append(in, key...), keyGUID...)
+	sum := sha1.Sum(in)
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
 // prefixConn serves bytes read ahead by net/http before the connection's.

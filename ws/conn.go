@@ -75,6 +75,32 @@ type connConfig struct {
 	sendPolicy      SendQueuePolicy
 }
 
+// configs interns connection configurations, so that the connections
+// made with the same options share one; at most maxConfigs of them; a
+// connection with yet other options has its own. Guarded by configsMu.
+var (
+	configsMu sync.Mutex
+	configs   map[connConfig]*connConfig
+)
+
+const maxConfigs = 64
+
+func internConfig(cfg connConfig) *connConfig {
+	configsMu.Lock()
+	defer configsMu.Unlock()
+	if p := configs[cfg]; p != nil {
+		return p
+	}
+	p := &cfg
+	if len(configs) < maxConfigs {
+		if configs == nil {
+			configs = make(map[connConfig]*connConfig)
+		}
+		configs[cfg] = p
+	}
+	return p
+}
+
 func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration, rbuf, wbuf int) connConfig {
 	cfg := connConfig{readLimit: readLimit, maxFragments: maxFragments, closeTimeout: closeTimeout, readBufferSize: rbuf, writeBufferSize: wbuf}
 	switch {
@@ -119,110 +145,109 @@ func newConnConfig(readLimit int64, maxFragments int, closeTimeout time.Duration
 // only writes.
 type Conn struct {
 	nc          net.Conn
-	client      bool
 	subprotocol string
-	cfg         connConfig
+	cfg         *connConfig // shared by the connections with the same options
 
 	// Reading: guarded by readMu.
 	readMu    semaphore
 	br        *bufio.Reader // nil while a Poller holds the connection idle
-	src       net.Conn      // what br reads from
+	prefix    *prefixConn   // what br reads from if not nil (the handshake's leftovers, then nc); otherwise nc
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
-	idle      *idleWaiter   // server conns on a plain socket: wait for input without a read buffer (readMu held)
+	idleWait  bool          // server conns: between messages, wait for input without a read buffer (readMu held)
+	client    bool          // set once, before use
+	idle      *idleWaiter   // for idleWait, made at the first wait; nil if the conn is not a plain socket
 	rd        messageState
-	pending   []pendingMessage // read by Close, not yet by the application
-	msgSeq    uint64           // messages begun, so a stale message reader can tell
-	readErr   error            // sticky: set once the read side failed
+	pending   *[]pendingMessage // read by Close, not yet by the application; nil if none
+	msgSeq    uint64            // messages begun, so a stale message reader can tell
+	readErr   error             // sticky: set once the read side failed
 	readWait  ctxWatch
 
 	// Writing: writeMsgMu is held for a whole message, writeFrameMu for
 	// one frame, so that control frames can go between a message's frames.
 	writeMsgMu   semaphore
 	writeFrameMu semaphore
-	wbuf         []byte  // frame headers and small or masked payloads; nil while pooled and idle
-	wbufBox      *[]byte // the pool's box for wbuf, when borrowed
-	iov          [2][]byte
-	bufs         net.Buffers
-	owed         []byte                  // the unsent rest of a frame a deadline cut short
-	ctrlBuf      [maxControlPayload]byte // control payloads read
-	rng          *rand.ChaCha8           // masking keys (client only)
+	wb           *writeBuf     // nil while pooled and idle, unless it holds owed bytes
+	rng          *rand.ChaCha8 // masking keys (client only)
 	writeErr     error
 	writeWait    ctxWatch
-	fragBufs     *sync.Pool // Writer buffers, sized to cfg.writeBufferSize
 
-	// Messages queued by Send.
-	sendQ sendQueueState
+	// Messages queued by Send, made at the first.
+	sendQ atomic.Pointer[sendQueueState]
 
 	// The server's heartbeat (AcceptOptions.Heartbeat), or nil.
 	ka *keepalive
 
-	// Pings waiting for their pong.
-	pingMu  sync.Mutex
-	pings   map[uint64]chan<- struct{}
-	pingSeq atomic.Uint64
+	// Pings waiting for their pong, made at the first Ping.
+	pings atomic.Pointer[pingState]
 
 	// permessage-deflate, when negotiated (nil otherwise).
-	deflate    *deflateState
-	extensions string // the Sec-WebSocket-Extensions answer
+	deflate *deflateState
 
-	// Held by a Poller: buffers are borrowed for each read and write, and
-	// onClosed runs once the connection is closed.
+	// A server connection borrows its buffers for each read and write
+	// (pooled); one held by a Poller has its entry scheduled once the
+	// connection is closed (held).
 	pooled   atomic.Bool
-	onClosed atomic.Pointer[func()]
+	isClosed atomic.Bool // set as the connection closes, before closed is closed
+	held     atomic.Pointer[pollEntry]
 
-	// Closing.
+	// Closing: closeMu guards closeSent, peerClose, peerClosed and closed.
 	closeMu    sync.Mutex
-	closeSent  bool        // a close frame went out
-	peerClose  *CloseError // the peer's close frame, once read
-	peerClosed chan struct{}
-	closed     chan struct{} // closed with nc
+	peerClose  *CloseError   // the peer's close frame, once read
+	peerClosed chan struct{} // closed once peerClose is set; made by the first close that waits for it
+	closed     chan struct{} // closed with nc; made by closedChan, the first to wait for it
 	closeOnce  sync.Once
+	closeSent  bool // a close frame went out
 }
 
 // messageState is the reader's position in the current message.
 type messageState struct {
-	inMessage bool        // a data message has started and not ended
 	typ       MessageType // of the current message
-	fin       bool        // the current frame is the message's last
 	remaining int64       // payload bytes of the current frame not yet read
-	masked    bool
-	key       uint32 // the masking key, rotated to the next byte
-	size      int64  // payload bytes of the message so far (headers seen)
+	size      int64       // payload bytes of the message so far (headers seen)
 	fragments int
+	inflated  int64  // bytes inflated so far
+	key       uint32 // the masking key, rotated to the next byte
 	utf8      utf8Validator
+	inMessage bool // a data message has started and not ended
+	fin       bool // the current frame is the message's last
+	masked    bool
 
-	compressed    bool  // RSV1 was set: the payload is deflated
-	inflating     bool  // a compressed message's data is not all out yet
-	inflated      int64 // bytes inflated so far
-	inflateBroken bool  // the decompressor failed; the rest cannot be inflated
+	compressed    bool // RSV1 was set: the payload is deflated
+	inflating     bool // a compressed message's data is not all out yet
+	inflateBroken bool // the decompressor failed; the rest cannot be inflated
 }
 
 func newConn(nc net.Conn, br *bufio.Reader, client bool, subprotocol string, cfg connConfig) *Conn {
-	c := &Conn{
-		nc:          nc,
-		client:      client,
-		subprotocol: subprotocol,
-		cfg:         cfg,
-		br:          br,
-		peerClosed:  make(chan struct{}),
-		closed:      make(chan struct{}),
-	}
-	c.readMu.init()
-	c.writeMsgMu.init()
-	c.writeFrameMu.init()
 	if br == nil {
-		c.br = bufio.NewReaderSize(nc, cfg.readBufferSize)
+		br = bufio.NewReaderSize(nc, cfg.readBufferSize)
 	}
-	c.src = nc
-	c.readWait.set = nc.SetReadDeadline
-	c.writeWait.set = nc.SetWriteDeadline
+	c := newPooledConn(nc, nil, subprotocol, cfg)
+	c.pooled.Store(false)
+	c.br = br
 	if client {
+		c.client = true
 		var seed [32]byte
 		_, _ = crand.Read(seed[:]) // never fails (crypto/rand.Read doc)
 		c.rng = rand.NewChaCha8(seed)
 	}
-	c.fragBufs = fragmentPool(cfg.writeBufferSize)
+	return c
+}
+
+// newPooledConn returns a server connection that reads from src (nc, or
+// nc behind the handshake's leftovers) and borrows its buffers from pools
+// (see borrowReader and borrowWriteBuf): it has none of its own.
+func newPooledConn(nc net.Conn, prefix *prefixConn, subprotocol string, cfg connConfig) *Conn {
+	c := &Conn{
+		nc:          nc,
+		prefix:      prefix,
+		subprotocol: subprotocol,
+		cfg:         internConfig(cfg),
+	}
+	c.pooled.Store(true)
+	c.readMu.init()
+	c.writeMsgMu.init()
+	c.writeFrameMu.init()
 	return c
 }
 
@@ -232,7 +257,12 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // Extensions returns the Sec-WebSocket-Extensions value the handshake
 // settled on, such as "permessage-deflate; client_max_window_bits=15", or
 // "" if none (the browser's WebSocket.extensions).
-func (c *Conn) Extensions() string { return c.extensions }
+func (c *Conn) Extensions() string {
+	if c.deflate == nil {
+		return "" // permessage-deflate is the only extension there is
+	}
+	return c.deflate.extensions
+}
 
 // LocalAddr returns the local network address.
 func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
@@ -266,11 +296,11 @@ func (c *Conn) ReadAppend(ctx context.Context, dst []byte) (MessageType, []byte,
 	}
 	defer c.readMu.unlock()
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
-	if err := c.readWait.start(ctx); err != nil {
+	if err := c.readWait.start(ctx, c.nc, false); err != nil {
 		return 0, dst, err
 	}
 	typ, dst, err := c.readMessage(dst)
@@ -322,11 +352,13 @@ type pendingMessage struct {
 const maxPending = 64
 
 func (c *Conn) popPending() pendingMessage {
-	m := c.pending[0]
-	c.pending[0] = pendingMessage{}
-	c.pending = c.pending[1:]
-	if len(c.pending) == 0 {
+	q := *c.pending
+	m := q[0]
+	q[0] = pendingMessage{}
+	if len(q) == 1 {
 		c.pending = nil
+	} else {
+		*c.pending = q[1:]
 	}
 	return m
 }
@@ -342,11 +374,11 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	}
 	defer c.readMu.unlock()
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, bytes.NewReader(m.data), nil
 	}
-	if err := c.readWait.start(ctx); err != nil {
+	if err := c.readWait.start(ctx, c.nc, false); err != nil {
 		return 0, nil, err
 	}
 	if err := c.nextMessage(); err != nil {
@@ -377,7 +409,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		r.done = true
 		return 0, errors.New("ws: read from a message reader after the next message was requested")
 	}
-	if err := c.readWait.start(r.ctx); err != nil {
+	if err := c.readWait.start(r.ctx, c.nc, false); err != nil {
 		return 0, err
 	}
 	n, err := c.readData(p)
@@ -662,14 +694,20 @@ func (c *Conn) readDataHeader() (header, error) {
 			} else if c.bufferedInput() == 0 {
 				return header{}, errWouldBlock
 			}
-		} else if c.idle != nil && !c.rd.inMessage && c.bufferedInput() == 0 {
+		} else if c.idleWait && !c.rd.inMessage && c.bufferedInput() == 0 {
 			// Between messages with nothing buffered: wait for input
 			// without holding the read buffer, so that an idle server
 			// connection holds none. A deadline (a context's) ends the
 			// wait, and the read below reports it.
-			c.releaseReader()
-			c.idle.wait()
-			c.borrowReader()
+			if c.idle == nil {
+				c.idle = newIdleWaiter(c)
+				c.idleWait = c.idle != nil
+			}
+			if c.idle != nil {
+				c.releaseReader()
+				c.idle.wait()
+				c.borrowReader()
+			}
 		}
 		h, err := c.readHeader()
 		if err != nil {
@@ -767,8 +805,11 @@ func (c *Conn) handleControl(h header) error {
 	if err != nil {
 		return c.readFailed(err)
 	}
-	p := c.ctrlBuf[:n]
-	copy(p, b)
+	// The payload is unmasked where it lies, in the read buffer: it stays
+	// there until the next read, and nothing below reads before it is done
+	// with it (a control payload is at most 125 bytes, and a read buffer
+	// at least 256).
+	p := b[:n:n]
 	_, _ = c.br.Discard(n)
 	if h.masked {
 		mask(p, h.key)
@@ -811,8 +852,11 @@ func (c *Conn) peerClosing(ce CloseError) error {
 	c.peerClose = &ce
 	replied := c.closeSent
 	c.closeSent = true
+	peerClosed := c.peerClosed
 	c.closeMu.Unlock()
-	close(c.peerClosed)
+	if peerClosed != nil {
+		close(peerClosed)
+	}
 	if !replied {
 		code := ce.Code
 		b := appendClosePayload(nil, code, "")
@@ -880,10 +924,9 @@ func (c *Conn) readFailed(err error) error {
 	case lost != nil:
 		err = &abnormalClosure{lost}
 	default:
-		select {
-		case <-c.closed:
+		if c.isClosed.Load() {
 			err = fmt.Errorf("ws: read from a closed connection: %w", net.ErrClosed)
-		default:
+		} else {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -966,7 +1009,7 @@ func (c *Conn) writeMessage(ctx context.Context, typ MessageType, p []byte, comp
 	if err != nil {
 		return err
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
@@ -1003,10 +1046,10 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if err != nil {
 		return nil, err
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return nil, c.lockError(err)
 	}
-	bp := c.fragBufs.Get().(*[]byte)
+	bp := fragmentPool(c.cfg.writeBufferSize).Get().(*[]byte)
 	w := &messageWriter{c: c, ctx: ctx, op: op, buf: (*bp)[:0], bp: bp}
 	if d := c.deflate; d != nil {
 		// A streamed message is compressed as it comes, whatever its size:
@@ -1127,7 +1170,7 @@ func (w *messageWriter) Close() error {
 		err = w.flush(w.buf, true)
 	}
 	*w.bp = w.buf[:0]
-	w.c.fragBufs.Put(w.bp)
+	fragmentPool(w.c.cfg.writeBufferSize).Put(w.bp)
 	w.buf, w.bp = nil, nil
 	w.c.writeMsgMu.unlock()
 	return err
@@ -1170,7 +1213,7 @@ func (c *Conn) writeFrame(ctx context.Context, fin bool, op opcode, p []byte) er
 // sent is not nil, it calls sent before it lets the next frame go, so that
 // compression history follows the order of the wire.
 func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p []byte, sent func()) (bool, error) {
-	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeFrameMu.lock(ctx, c); err != nil {
 		return false, c.lockError(err)
 	}
 	defer c.writeFrameMu.unlock()
@@ -1189,7 +1232,7 @@ func (c *Conn) writeFrameRSV(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			return false, fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 		}
 	}
-	if err := c.writeWait.start(ctx); err != nil {
+	if err := c.writeWait.start(ctx, c.nc, true); err != nil {
 		return false, err
 	}
 	if sent != nil {
@@ -1207,19 +1250,20 @@ func (c *Conn) writeFrameLocked(ctx context.Context, fin, rsv1 bool, op opcode, 
 }
 
 func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p []byte) error {
-	if len(c.owed) > 0 {
-		n, err := c.nc.Write(c.owed)
-		c.owed = c.owed[n:]
+	wb := c.wb
+	if len(wb.owed) > 0 {
+		n, err := c.nc.Write(wb.owed)
+		wb.owed = wb.owed[n:]
 		if err != nil {
 			return c.writeFailed(ctx, err, nil)
 		}
-		c.owed = nil
+		wb.owed = nil
 	}
 	h := header{fin: fin, rsv1: rsv1, opcode: op, masked: c.client, length: int64(len(p))}
 	if c.client {
 		h.key = uint32(c.rng.Uint64())
 	}
-	buf := appendHeader(c.wbuf[:0], h)
+	buf := appendHeader(wb.b[:0], h)
 	switch {
 	case c.client:
 		key := h.key
@@ -1239,7 +1283,7 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			if len(p) == 0 {
 				return nil
 			}
-			buf = c.wbuf[:0]
+			buf = wb.b[:0]
 		}
 	case len(buf)+len(p) <= cap(buf):
 		buf = append(buf, p...)
@@ -1248,10 +1292,10 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 			return c.writeFailed(ctx, err, buf[n:])
 		}
 	default:
-		c.iov = [2][]byte{buf, p}
-		c.bufs = c.iov[:]
-		n, err := c.bufs.WriteTo(c.nc)
-		c.iov, c.bufs = [2][]byte{}, nil // do not keep the caller's bytes
+		wb.iov = [2][]byte{buf, p}
+		wb.bufs = wb.iov[:]
+		n, err := wb.bufs.WriteTo(c.nc)
+		wb.iov, wb.bufs = [2][]byte{}, nil // do not keep the caller's bytes
 		if err != nil {
 			var rest []byte
 			if n < int64(len(buf)) {
@@ -1270,7 +1314,8 @@ func (c *Conn) writeFrameBuf(ctx context.Context, fin, rsv1 bool, op opcode, p [
 func (c *Conn) writeFailed(ctx context.Context, err error, rest []byte) error {
 	if isTimeout(err) {
 		if len(rest) > 0 {
-			c.owed = append(c.owed[:len(c.owed):len(c.owed)], rest...)
+			wb := c.wb // writeFailed is called with the buffer borrowed
+			wb.owed = append(wb.owed[:len(wb.owed):len(wb.owed)], rest...)
 		}
 		return c.writeWait.explain(ctx, err)
 	}
@@ -1286,20 +1331,24 @@ func (c *Conn) writeFailed(ctx context.Context, err error, rest []byte) error {
 // arrive through reads, so another goroutine must be reading (Read, Reader
 // or CloseRead) for Ping to return before ctx.
 func (c *Conn) Ping(ctx context.Context) error {
-	id := c.pingSeq.Add(1)
+	ps := c.pings.Load()
+	if ps == nil {
+		ps = &pingState{waiting: make(map[uint64]chan<- struct{})}
+		if !c.pings.CompareAndSwap(nil, ps) {
+			ps = c.pings.Load()
+		}
+	}
+	id := ps.seq.Add(1)
 	var p [8]byte
 	binary.BigEndian.PutUint64(p[:], id)
 	pong := make(chan struct{}, 1)
-	c.pingMu.Lock()
-	if c.pings == nil {
-		c.pings = make(map[uint64]chan<- struct{})
-	}
-	c.pings[id] = pong
-	c.pingMu.Unlock()
+	ps.mu.Lock()
+	ps.waiting[id] = pong
+	ps.mu.Unlock()
 	defer func() {
-		c.pingMu.Lock()
-		delete(c.pings, id)
-		c.pingMu.Unlock()
+		ps.mu.Lock()
+		delete(ps.waiting, id)
+		ps.mu.Unlock()
 	}()
 	if err := c.writeControl(ctx, opPing, p[:]); err != nil {
 		return err
@@ -1309,19 +1358,27 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("ws: no pong: %w", ctx.Err())
-	case <-c.closed:
+	case <-c.closedChan():
 		return fmt.Errorf("ws: connection closed while waiting for a pong: %w", net.ErrClosed)
 	}
 }
 
+// pingState is the pings of a connection that wait for their pong.
+type pingState struct {
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	waiting map[uint64]chan<- struct{}
+}
+
 func (c *Conn) deliverPong(p []byte) {
-	if len(p) != 8 {
+	ps := c.pings.Load()
+	if len(p) != 8 || ps == nil {
 		return // not ours: unsolicited pongs are allowed (RFC 6455 §5.5.3)
 	}
 	id := binary.BigEndian.Uint64(p)
-	c.pingMu.Lock()
-	ch := c.pings[id]
-	c.pingMu.Unlock()
+	ps.mu.Lock()
+	ch := ps.waiting[id]
+	ps.mu.Unlock()
 	if ch != nil {
 		select {
 		case ch <- struct{}{}:
@@ -1360,7 +1417,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		t := time.NewTimer(c.cfg.closeTimeout)
 		defer t.Stop()
 		select {
-		case <-c.closed:
+		case <-c.closedChan():
 		case <-t.C:
 		}
 		return fmt.Errorf("ws: close called on a connection already closing: %w", net.ErrClosed)
@@ -1396,25 +1453,41 @@ func (c *Conn) waitPeerClose(ctx context.Context) error {
 			if err != nil {
 				break
 			}
-			if len(c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
+			if c.pending == nil {
+				if kept+int64(len(p)) > c.cfg.readLimit {
+					continue
+				}
+				c.pending = new([]pendingMessage)
+			}
+			if len(*c.pending) < maxPending && kept+int64(len(p)) <= c.cfg.readLimit {
 				kept += int64(len(p))
-				c.pending = append(c.pending, pendingMessage{typ, p})
+				*c.pending = append(*c.pending, pendingMessage{typ, p})
 			}
 		}
 		c.readMu.unlock()
 	}
 	// A reader elsewhere sees the close frame, or the wait ends.
+	c.closeMu.Lock()
+	if c.peerClose == nil && c.peerClosed == nil {
+		c.peerClosed = make(chan struct{})
+	}
+	peerClose, peerClosed := c.peerClose, c.peerClosed
+	c.closeMu.Unlock()
+	if peerClose != nil {
+		return nil
+	}
 	select {
-	case <-c.peerClosed:
-	case <-c.closed: // lost: no close frame will come
+	case <-peerClosed:
+	case <-c.closedChan(): // lost: no close frame will come
 	case <-ctx.Done():
 	}
-	select {
-	case <-c.peerClosed:
-		return nil
-	default:
+	c.closeMu.Lock()
+	peerClose = c.peerClose
+	c.closeMu.Unlock()
+	if peerClose == nil {
 		return errors.New("ws: the peer did not answer the close frame in time; connection closed")
 	}
+	return nil
 }
 
 // CloseNow closes the connection without a close handshake. Reads and writes
@@ -1430,15 +1503,40 @@ func (c *Conn) CloseNow() error {
 func (c *Conn) closeConn() {
 	c.closeOnce.Do(func() {
 		_ = c.nc.Close()
-		close(c.closed)
+		c.closeMu.Lock()
+		c.isClosed.Store(true)
+		ch := c.closed
+		c.closed = closedDone
+		c.closeMu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
 		c.ka.stop()
 		c.readWait.release()
 		c.writeWait.release()
-		if f := c.onClosed.Load(); f != nil {
-			(*f)()
+		if e := c.held.Load(); e != nil {
+			e.schedule()
 		}
 	})
 }
+
+// closedChan returns a channel closed when the connection is: made by the
+// first caller, for an idle connection need not hold one.
+func (c *Conn) closedChan() <-chan struct{} {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed == nil {
+		c.closed = make(chan struct{})
+	}
+	return c.closed
+}
+
+// closedDone is the closed channel of every closed connection.
+var closedDone = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // lockError explains a failure to take a read or write lock.
 func (c *Conn) lockError(err error) error {
@@ -1502,7 +1600,9 @@ func (s *semaphore) tryLock() bool {
 	}
 }
 
-func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
+// lock takes the lock, or gives up when ctx is done or, if c is not nil,
+// when c is closed.
+func (s *semaphore) lock(ctx context.Context, c *Conn) error {
 	if s.state.CompareAndSwap(0, 1) {
 		return nil
 	}
@@ -1511,6 +1611,10 @@ func (s *semaphore) lock(ctx context.Context, closed <-chan struct{}) error {
 	s.state.Add(2)
 	defer s.state.Add(-2)
 	wake := s.wakeChan()
+	var closed <-chan struct{} // nil: never ready
+	if c != nil {
+		closed = c.closedChan()
+	}
 	for {
 		if s.tryLock() {
 			return nil
@@ -1548,9 +1652,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 // context is used for call after call, so the steady path costs no
 // allocation; only a change of context registers anew.
 type ctxWatch struct {
-	set func(time.Time) error
-
 	ctx context.Context // the registered context; only the owner uses it
+
+	// reg is made at the first registration: a connection that is only
+	// ever used with contexts that cannot end (context.Background, say)
+	// never has one. release puts releasedReg there if it finds none.
+	reg atomic.Pointer[ctxReg]
+}
+
+// ctxReg is a ctxWatch's registration with its contexts.
+type ctxReg struct {
+	nc    net.Conn
+	write bool // the deadline to set: the write one, or the read one
 
 	mu       sync.Mutex
 	cancel   func() bool // stops the context.AfterFunc
@@ -1559,9 +1672,21 @@ type ctxWatch struct {
 	released bool        // the connection is closed: register nothing more
 }
 
-// start prepares for an operation under ctx. It returns ctx's error if ctx
+// releasedReg stands for the registration of a watch released before it
+// had one. Nothing changes it.
+var releasedReg = &ctxReg{released: true}
+
+func (r *ctxReg) set(t time.Time) error {
+	if r.write {
+		return r.nc.SetWriteDeadline(t)
+	}
+	return r.nc.SetReadDeadline(t)
+}
+
+// start prepares for an operation under ctx, which sets the read deadline
+// of nc, or with write its write deadline. It returns ctx's error if ctx
 // is already done.
-func (w *ctxWatch) start(ctx context.Context) error {
+func (w *ctxWatch) start(ctx context.Context, nc net.Conn, write bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -1577,43 +1702,57 @@ func (w *ctxWatch) start(ctx context.Context) error {
 	if ctx.Done() == nil {
 		return nil
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.released {
+	r := w.reg.Load()
+	if r == nil {
+		r = &ctxReg{nc: nc, write: write}
+		if !w.reg.CompareAndSwap(nil, r) {
+			r = w.reg.Load() // released meanwhile
+		}
+	}
+	if r == releasedReg {
 		return nil // the connection is closed; the operation fails on its own
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.released {
+		return nil
+	}
 	w.ctx = ctx
-	gen := w.gen
-	w.cancel = context.AfterFunc(ctx, func() { w.fire(gen) })
+	gen := r.gen
+	r.cancel = context.AfterFunc(ctx, func() { r.fire(gen) })
 	return nil
 }
 
-func (w *ctxWatch) fire(gen uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if gen != w.gen {
+func (r *ctxReg) fire(gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if gen != r.gen {
 		// stop ran while this callback was starting: the operation it
 		// guarded is over, and the next one must not see the deadline.
 		return
 	}
-	w.fired = true
-	_ = w.set(aLongTimeAgo)
+	r.fired = true
+	_ = r.set(aLongTimeAgo)
 }
 
 // stop forgets the current context, undoing its deadline if it fired.
 func (w *ctxWatch) stop() {
 	w.ctx = nil
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cancel == nil {
+	r := w.reg.Load()
+	if r == nil || r == releasedReg {
 		return
 	}
-	w.cancel()
-	w.cancel = nil
-	w.gen++
-	if w.fired {
-		w.fired = false
-		_ = w.set(time.Time{})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	r.gen++
+	if r.fired {
+		r.fired = false
+		_ = r.set(time.Time{})
 	}
 }
 
@@ -1621,14 +1760,24 @@ func (w *ctxWatch) stop() {
 // any goroutine. Without it a long-lived context (an application's root
 // context, passed to every Read) would keep every closed Conn reachable.
 func (w *ctxWatch) release() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.released = true
-	if w.cancel != nil {
-		w.cancel()
-		w.cancel = nil
+	r := w.reg.Load()
+	if r == nil {
+		if w.reg.CompareAndSwap(nil, releasedReg) {
+			return
+		}
+		r = w.reg.Load()
 	}
-	w.gen++
+	if r == releasedReg {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.released = true
+	if r.cancel != nil {
+		r.cancel()
+		r.cancel = nil
+	}
+	r.gen++
 }
 
 // explain replaces a deadline error caused by ctx with ctx's error, and

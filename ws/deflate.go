@@ -13,6 +13,8 @@ import (
 // Nothing in it but the two histories outlives a message: compressors,
 // decompressors and their buffers come from pools.
 type deflateState struct {
+	extensions string // the Sec-WebSocket-Extensions answer (Conn.Extensions)
+
 	level     int
 	threshold int
 

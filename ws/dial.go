@@ -337,7 +337,7 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *DialOptions) (*C
 	if params != nil {
 		c.deflate = newDeflateState(*params, true, o.Compression)
 		// As a browser's WebSocket.extensions: the server's answer as sent.
-		c.extensions = strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
+		c.deflate.extensions = strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
 	}
 	return c, resp, nil
 }

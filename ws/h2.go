@@ -103,7 +103,7 @@ func acceptH2(w http.ResponseWriter, r *http.Request, o *AcceptOptions) (*Conn, 
 	c.pooled.Store(true)
 	if compress {
 		c.deflate = newDeflateState(deflate, false, o.Compression)
-		c.extensions = deflate.String()
+		c.deflate.extensions = deflate.String()
 	}
 	c.startKeepalive(o.Heartbeat)
 	return c, nil
@@ -349,7 +349,7 @@ func (p *HTTP2Pool) connect(ctx context.Context, rt http.RoundTripper, u *url.UR
 	c := newConn(s, nil, true, resp.Header.Get("Sec-WebSocket-Protocol"), cfg)
 	if params != nil {
 		c.deflate = newDeflateState(*params, true, o.Compression)
-		c.extensions = strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
+		c.deflate.extensions = strings.Join(resp.Header.Values("Sec-WebSocket-Extensions"), ", ")
 	}
 	return c, resp, nil
 }

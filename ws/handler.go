@@ -87,7 +87,7 @@ func serveHandler(ctx context.Context, c *Conn, h Handler) {
 	h.OnOpen(c)
 	// A waiter of its own: c.idle serves readers that hold readMu (a
 	// Close reading the peer's close frame), and this loop waits without.
-	if c.idle != nil {
+	if c.idleWait {
 		if w := newIdleWaiter(c); w != nil {
 			serveLean(c, h, w)
 			return

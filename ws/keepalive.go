@@ -9,28 +9,36 @@ import (
 )
 
 // keepalive is a server connection's heartbeat (AcceptOptions.Heartbeat):
-// a timer, and no goroutine, per connection. Each time it fires it looks
-// whether anything arrived from the peer since the last time; if nothing
-// did, it pings, and if nothing arrives before the next firing either,
-// the connection is lost.
+// an entry in a timing wheel shared by every connection with the same
+// heartbeat, and no timer or goroutine of its own. Each time it comes due
+// it looks whether anything arrived from the peer since the last time; if
+// nothing did, it pings, and if nothing arrives before it comes due again
+// either, the connection is lost.
 type keepalive struct {
-	c                 *Conn
-	interval, timeout time.Duration
-	timer             *time.Timer
+	c *Conn
+	w *wheel
 
-	// rx counts frame headers and payload reads: bumped by the reader,
-	// read by the timer.
-	rx atomic.Uint32
-
-	// The timer's own state: only its callback touches these, and the
-	// callbacks of one timer never overlap (each is scheduled by the one
-	// before it).
-	seen   uint32
-	pinged bool
+	// In w's slot for due while queued; guarded by w.mu.
+	prev, next *keepalive
 
 	// err is why the heartbeat ended the connection, set before it closes
 	// it; readFailed reports it. Guarded by c.closeMu.
 	err error
+
+	due uint32 // the tick it is due at, modulo 2^32; guarded by w.mu
+
+	// The entry's own state, touched only by whoever took it out of the
+	// wheel (the wheel's callback, then the goroutine that pings), never
+	// by two at once.
+	seen uint32
+
+	// rx counts frame headers and payload reads: bumped by the reader,
+	// read when the entry comes due.
+	rx atomic.Uint32
+
+	queued  bool // guarded by w.mu
+	stopped bool // the connection is closed: queue it no more; guarded by w.mu
+	pinged  bool // the entry's own state, as seen
 }
 
 // startKeepalive arms the heartbeat of a connection just accepted.
@@ -39,9 +47,9 @@ func (c *Conn) startKeepalive(hb *Heartbeat) {
 		return
 	}
 	interval, timeout := hb.durations()
-	k := &keepalive{c: c, interval: interval, timeout: timeout}
+	k := &keepalive{c: c, w: wheelFor(interval, timeout)}
 	c.ka = k
-	k.timer = time.AfterFunc(interval, k.fire)
+	k.w.add(k, interval)
 }
 
 // durations returns the interval and timeout with the zero values'
@@ -64,16 +72,22 @@ func (k *keepalive) received() {
 	}
 }
 
-func (k *keepalive) fire() {
-	c := k.c
-	select {
-	case <-c.closed:
-		return
-	default:
-	}
+// dueNow is called by the wheel with k taken out of it. It puts k back for
+// another interval if the peer sent something since the last time, which
+// costs no goroutine; otherwise it pings, or gives up, on a goroutine of
+// its own, for the ping may wait for the write side.
+func (k *keepalive) dueNow() {
 	if rx := k.rx.Load(); rx != k.seen {
 		k.seen, k.pinged = rx, false
-		k.timer.Reset(k.interval)
+		k.w.add(k, k.w.interval)
+		return
+	}
+	go k.fire()
+}
+
+func (k *keepalive) fire() {
+	c := k.c
+	if c.isClosed.Load() {
 		return
 	}
 	c.closeMu.Lock()
@@ -82,24 +96,25 @@ func (k *keepalive) fire() {
 	if closing {
 		return // the close handshake has its own bound (CloseTimeout)
 	}
+	timeout := k.w.timeout
 	if k.pinged {
-		k.lost(fmt.Errorf("%w: nothing from the peer for %v after a ping", ErrNoPong, k.timeout))
+		k.lost(fmt.Errorf("%w: nothing from the peer for %v after a ping", ErrNoPong, timeout))
 		return
 	}
 	k.pinged = true
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), k.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err := c.writeControl(ctx, opPing, nil)
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The peer has not read what we sent for the whole timeout
 			// (a frame, or this ping, is stuck in the socket's buffer).
-			k.lost(fmt.Errorf("%w: the peer read nothing for %v (the ping could not be written)", ErrNoPong, k.timeout))
+			k.lost(fmt.Errorf("%w: the peer read nothing for %v (the ping could not be written)", ErrNoPong, timeout))
 		}
 		return // otherwise the connection is closed already
 	}
-	k.timer.Reset(max(k.timeout-time.Since(start), time.Millisecond))
+	k.w.add(k, max(timeout-time.Since(start), time.Millisecond))
 }
 
 // lost ends the connection as a dead peer's: reads return an error that
@@ -115,10 +130,10 @@ func (k *keepalive) lost(err error) {
 	c.closeConn()
 }
 
-// stop disarms the timer once the connection is closed.
+// stop takes k out of its wheel for good once the connection is closed.
 func (k *keepalive) stop() {
 	if k != nil {
-		k.timer.Stop()
+		k.w.remove(k)
 	}
 }
 

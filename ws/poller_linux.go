@@ -30,9 +30,10 @@ type Poller struct {
 	wake [2]int          // a pipe: a byte written to wake[1] stops the loop
 
 	mu       sync.Mutex
-	held     map[int]*pollEntry // by file descriptor
-	closed   bool               // Close was called: hold takes nothing more
-	stopping bool               // Close waits for the workers: start no counted one
+	held     []*pollEntry // by file descriptor (a slice: descriptors are small and dense)
+	nheld    int          // entries in held
+	closed   bool         // Close was called: hold takes nothing more
+	stopping bool         // Close waits for the workers: start no counted one
 
 	idle     time.Duration   // PollerOptions.WorkerIdleTimeout
 	work     chan *pollEntry // to an idle worker
@@ -99,7 +100,6 @@ func NewPoller(opts *PollerOptions) (*Poller, error) {
 		epf:      epf,
 		eprc:     rc,
 		wake:     wake,
-		held:     make(map[int]*pollEntry),
 		idle:     idle,
 		work:     make(chan *pollEntry),
 		stop:     make(chan struct{}),
@@ -113,7 +113,7 @@ func NewPoller(opts *PollerOptions) (*Poller, error) {
 func (p *Poller) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.held)
+	return p.nheld
 }
 
 // Close stops the poller and closes the connections it holds without a
@@ -126,9 +126,11 @@ func (p *Poller) Close() error {
 		return nil
 	}
 	p.closed = true
-	entries := make([]*pollEntry, 0, len(p.held))
+	entries := make([]*pollEntry, 0, p.nheld)
 	for _, e := range p.held {
-		entries = append(entries, e)
+		if e != nil {
+			entries = append(entries, e)
+		}
 	}
 	p.mu.Unlock()
 	for _, e := range entries {
@@ -169,8 +171,11 @@ func (p *Poller) loop() {
 			if fd == p.wake[0] {
 				return
 			}
+			var e *pollEntry
 			p.mu.Lock()
-			e := p.held[fd]
+			if fd >= 0 && fd < len(p.held) {
+				e = p.held[fd]
+			}
 			p.mu.Unlock()
 			if e != nil {
 				e.schedule()
@@ -179,11 +184,11 @@ func (p *Poller) loop() {
 	}
 }
 
-// hold takes c, a connection accepted by a Server, with its Handler. It
-// returns false if c is not a socket it can watch (TLS, say) or the
-// poller is closed; the caller then serves c itself. done runs once the
-// connection has ended and OnClose has returned.
-func (p *Poller) hold(c *Conn, h Handler, done func()) bool {
+// hold takes c, a connection accepted by s, with its Handler. It returns
+// false if c is not a socket it can watch (TLS, say) or the poller is
+// closed; the caller then serves c itself. Once the connection has ended
+// and OnClose has returned, s forgets it.
+func (p *Poller) hold(c *Conn, h Handler, s *Server) bool {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
 		return false
@@ -196,7 +201,7 @@ func (p *Poller) hold(c *Conn, h Handler, done func()) bool {
 	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil || fd < 0 {
 		return false
 	}
-	e := &pollEntry{p: p, c: c, h: h, fd: fd, done: done}
+	e := &pollEntry{p: p, c: c, h: h, s: s, fd: fd}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -209,11 +214,16 @@ func (p *Poller) hold(c *Conn, h Handler, done func()) bool {
 		p.mu.Unlock()
 		return false
 	}
+	if fd >= len(p.held) {
+		held := make([]*pollEntry, max(fd+1, 2*len(p.held), 64))
+		copy(held, p.held)
+		p.held = held
+	}
 	p.held[fd] = e
+	p.nheld++
 	p.mu.Unlock()
 	c.pooled.Store(true)
-	wake := e.schedule
-	c.onClosed.Store(&wake)
+	c.held.Store(e)
 	e.schedule()
 	return true
 }
@@ -222,7 +232,8 @@ func (p *Poller) hold(c *Conn, h Handler, done func()) bool {
 func (p *Poller) forget(e *pollEntry) {
 	p.mu.Lock()
 	if p.held[e.fd] == e {
-		delete(p.held, e.fd)
+		p.held[e.fd] = nil
+		p.nheld--
 	}
 	p.mu.Unlock()
 }
@@ -273,11 +284,11 @@ func (p *Poller) worker(e *pollEntry) {
 // pollEntry is a connection held by a poller. Its activations run one at
 // a time: schedule starts one, or asks the running one to go again.
 type pollEntry struct {
-	p    *Poller
-	c    *Conn
-	h    Handler
-	fd   int
-	done func()
+	p  *Poller
+	c  *Conn
+	h  Handler
+	s  *Server // forgets c once it has ended
+	fd int
 
 	opened bool // OnOpen was called; touched by activations only
 
@@ -357,7 +368,7 @@ func (e *pollEntry) activate(buf []byte, ready bool) (bool, []byte) {
 			c.readMu.unlock()
 			e.p.forget(e)
 			handlerEnd(c, e.h, err)
-			e.done()
+			e.s.forget(c)
 			return true, buf
 		}
 		c.readMu.unlock()

@@ -31,4 +31,9 @@ func (p *Poller) Len() int { return 0 }
 // Close does nothing.
 func (p *Poller) Close() error { return nil }
 
-func (p *Poller) hold(c *Conn, h Handler, done func()) bool { return false }
+func (p *Poller) hold(c *Conn, h Handler, s *Server) bool { return false }
+
+// pollEntry is a connection held by a Poller, which there is none of here.
+type pollEntry struct{}
+
+func (e *pollEntry) schedule() {}

@@ -3,6 +3,7 @@ package ws
 import (
 	"bufio"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 )
@@ -16,7 +17,7 @@ import (
 var errWouldBlock = errors.New("ws: no input buffered")
 
 // readerPools and writeBufPools hold a pool per buffer size, of
-// *bufio.Reader and of write buffers (*[]byte).
+// *bufio.Reader and of *writeBuf.
 var readerPools, writeBufPools sync.Map // int → *sizedPool
 
 // sizedPool is a pool and the buffer size it holds. lastReaderPool and
@@ -48,7 +49,21 @@ func newReaderItem(size int) func() any {
 }
 
 func newWriteBufItem(size int) func() any {
-	return func() any { b := make([]byte, 0, size); return &b }
+	return func() any { return &writeBuf{b: make([]byte, 0, size)} }
+}
+
+// writeBuf is what a connection writes frames with: a buffer for frame
+// headers and small or masked payloads, and the vector of a header and a
+// large payload written together. It is borrowed for each frame by a
+// pooled connection, so that an idle one holds none of it.
+type writeBuf struct {
+	b    []byte // its capacity is the connection's write buffer size
+	iov  [2][]byte
+	bufs net.Buffers
+
+	// owed is the unsent rest of a frame a deadline cut short, sent
+	// before the next frame. A connection keeps its buffer while it owes.
+	owed []byte
 }
 
 // lookupPool finds (or makes) the pool of size in pools and remembers it
@@ -70,7 +85,11 @@ func (c *Conn) borrowReader() {
 		return
 	}
 	br := readerPool(c.cfg.readBufferSize).Get().(*bufio.Reader)
-	br.Reset(c.src)
+	if c.prefix != nil {
+		br.Reset(c.prefix)
+	} else {
+		br.Reset(c.nc)
+	}
 	c.br = br
 }
 
@@ -92,8 +111,8 @@ func (c *Conn) bufferedInput() int {
 	if c.br != nil {
 		n = c.br.Buffered()
 	}
-	if pc, ok := c.src.(*prefixConn); ok {
-		n += len(pc.prefix)
+	if c.prefix != nil {
+		n += len(c.prefix.prefix)
 	}
 	return n
 }
@@ -105,15 +124,13 @@ func (c *Conn) bufferedInput() int {
 // has begun it waits for the rest. readMu must be held.
 func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
 	c.borrowReader()
-	if len(c.pending) > 0 {
+	if c.pending != nil {
 		m := c.popPending()
 		return m.typ, append(dst, m.data...), nil
 	}
-	select {
-	case <-c.closed:
-		// Read what is left: the buffered messages, then the error that
-		// tells how the connection ended.
-	default:
+	// Once the connection is closed, read what is left: the buffered
+	// messages, then the error that tells how the connection ended.
+	if !c.isClosed.Load() {
 		c.yield, c.yieldSkip = true, ready
 		defer func() { c.yield, c.yieldSkip = false, false }()
 	}
@@ -123,24 +140,19 @@ func (c *Conn) pollRead(dst []byte, ready bool) (MessageType, []byte, error) {
 // borrowWriteBuf gives the connection a write buffer if it has none.
 // writeFrameMu must be held.
 func (c *Conn) borrowWriteBuf() {
-	if c.wbuf != nil {
-		return
+	if c.wb == nil {
+		c.wb = writeBufPool(c.cfg.writeBufferSize).Get().(*writeBuf)
 	}
-	box := writeBufPool(c.cfg.writeBufferSize).Get().(*[]byte)
-	c.wbuf, c.wbufBox = (*box)[:0], box
 }
 
 // releaseWriteBuf gives the write buffer back if the connection is pooled.
 // writeFrameMu must be held.
 func (c *Conn) releaseWriteBuf() {
-	if c.wbuf == nil || !c.pooled.Load() {
+	if c.wb == nil || !c.pooled.Load() || len(c.wb.owed) > 0 {
 		return
 	}
-	box := c.wbufBox
-	if box == nil {
-		box = new([]byte) // the buffer newConn made, pooled from now on
-	}
-	*box = c.wbuf[:0]
-	c.wbuf, c.wbufBox = nil, nil
-	writeBufPool(c.cfg.writeBufferSize).Put(box)
+	wb := c.wb
+	c.wb = nil
+	wb.b = wb.b[:0]
+	writeBufPool(c.cfg.writeBufferSize).Put(wb)
 }

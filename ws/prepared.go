@@ -78,7 +78,7 @@ func (c *Conn) WritePrepared(ctx context.Context, pm *PreparedMessage) error {
 	}
 	op, _ := dataOpcode(pm.typ)
 	payload := pm.deflated(d.level, d.sendBits)
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()

@@ -154,24 +154,38 @@ func (c *Conn) SendPrepared(pm *PreparedMessage) error {
 // SendQueued returns the bytes queued by Send and SendPrepared and not yet
 // written.
 func (c *Conn) SendQueued() int {
-	c.sendQ.mu.Lock()
-	defer c.sendQ.mu.Unlock()
-	return c.sendQ.bytes
+	q := c.sendQ.Load()
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// sendQueue returns the connection's send queue, made at the first Send.
+func (c *Conn) sendQueue() *sendQueueState {
+	if q := c.sendQ.Load(); q != nil {
+		return q
+	}
+	q := new(sendQueueState)
+	if c.sendQ.CompareAndSwap(nil, q) {
+		return q
+	}
+	return c.sendQ.Load()
 }
 
 func (c *Conn) enqueue(m sendMessage) error {
-	q := &c.sendQ
+	q := c.sendQueue()
 	q.mu.Lock()
 	if q.err != nil {
 		err := q.err
 		q.mu.Unlock()
 		return err
 	}
-	select {
-	case <-c.closed:
+	if c.isClosed.Load() {
 		q.mu.Unlock()
 		return c.lockError(net.ErrClosed)
-	default:
 	}
 	n := m.size()
 	// A message that finds the queue empty always goes in, whatever its
@@ -212,7 +226,7 @@ const minSendMessages = 1024
 // the peer is interrupted (the rest of its frame is sent before the close
 // frame), so that the close is not held up by the very peer it is for.
 func (c *Conn) closeForSendQueue(code StatusCode) {
-	q := &c.sendQ
+	q := c.sendQ.Load() // made by the enqueue that called this
 	q.mu.Lock()
 	first := !q.closing
 	q.closing = true
@@ -225,7 +239,7 @@ func (c *Conn) closeForSendQueue(code StatusCode) {
 		// Once the interrupted writer has let go of the frame lock, lift
 		// the deadline for the close frame (and the owed rest before it).
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
-		if c.writeFrameMu.lock(ctx, c.closed) == nil {
+		if c.writeFrameMu.lock(ctx, c) == nil {
 			_ = c.nc.SetWriteDeadline(time.Time{})
 			c.writeFrameMu.unlock()
 		}
@@ -245,7 +259,7 @@ var sendBatches = sync.Pool{New: func() any { return new(sendBatch) }}
 
 // sendLoop writes the queue until it is empty, then ends.
 func (c *Conn) sendLoop() {
-	q := &c.sendQ
+	q := c.sendQ.Load() // made by the enqueue that called this
 	b := sendBatches.Get().(*sendBatch)
 	defer func() {
 		clear(b.msgs)
@@ -322,11 +336,11 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 		}
 		return nil
 	}
-	if err := c.writeMsgMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeMsgMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeMsgMu.unlock()
-	if err := c.writeFrameMu.lock(ctx, c.closed); err != nil {
+	if err := c.writeFrameMu.lock(ctx, c); err != nil {
 		return c.lockError(err)
 	}
 	defer c.writeFrameMu.unlock()
@@ -342,11 +356,11 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	case sent:
 		return fmt.Errorf("ws: cannot write after the close frame: %w", net.ErrClosed)
 	}
-	if err := c.writeWait.start(ctx); err != nil {
+	if err := c.writeWait.start(ctx, c.nc, true); err != nil {
 		return err
 	}
-	if len(c.owed) > 0 {
-		b.iov = append(b.iov, c.owed)
+	if wb := c.wb; wb != nil && len(wb.owed) > 0 {
+		b.iov = append(b.iov, wb.owed)
 	}
 	// Headers first, all in one buffer (it must not move once sliced).
 	for _, m := range b.msgs {
@@ -366,13 +380,17 @@ func (c *Conn) writeBatch(b *sendBatch) error {
 	}
 	iov := b.iov // WriteTo consumes the slice it is given: what is left is unsent
 	_, err := iov.WriteTo(c.nc)
-	c.owed = nil
+	if c.wb != nil {
+		c.wb.owed = nil
+		c.releaseWriteBuf()
+	}
 	if err != nil && isTimeout(err) {
 		// closeForSendQueue cut the write short: the frame under way is
 		// owed (sent before the close frame), the ones not begun are
 		// dropped with the rest of the queue.
 		if len(iov) > 0 {
-			c.owed = owedFrame(iov, b.iov)
+			c.borrowWriteBuf()
+			c.wb.owed = owedFrame(iov, b.iov)
 		}
 		err = fmt.Errorf("ws: send queue full, connection closing: %w", net.ErrClosed)
 	} else if err != nil {

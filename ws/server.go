@@ -97,12 +97,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.conns[c] = struct{}{}
 	}
 	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.handlers.Done()
-	}
 	if closing {
 		// Shutdown began after this handshake did: the connection is
 		// closed like every other, and Handle still runs, so that it sees
@@ -113,7 +107,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.OnAccept(r, c)
 	}
 	if s.Handle != nil {
-		defer forget()
+		defer s.forget(c)
 		defer closeServed(c)
 		s.Handle(r.Context(), c)
 		return
@@ -121,12 +115,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor >= 2 {
 		// An HTTP/2 stream lives on this request's ResponseWriter: serve
 		// it here, and return when it has ended.
-		defer forget()
+		defer s.forget(c)
 		defer closeServed(c)
 		serveHandler(context.Background(), c, s.Handler)
 		return
 	}
-	if s.Poller != nil && s.Poller.hold(c, s.Handler, forget) {
+	if s.Poller != nil && s.Poller.hold(c, s.Handler, s) {
 		return // the poller serves it, and forgets it when it ends
 	}
 	// The Handler runs on a goroutine of its own, and ServeHTTP returns:
@@ -134,10 +128,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// still holds for the hijacked connection (its read and write
 	// buffers, the request), about 12 KiB.
 	go func() {
-		defer forget()
+		defer s.forget(c)
 		defer closeServed(c)
 		serveHandler(context.Background(), c, s.Handler)
 	}()
+}
+
+// forget drops c, whose handler has ended, from the connections Shutdown
+// closes and waits for.
+func (s *Server) forget(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.handlers.Done()
 }
 
 // closeServed ends a connection whose Handle or Handler has returned.
