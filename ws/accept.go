@@ -93,8 +93,9 @@ type AcceptOptions struct {
 	// timer (the connections with the same Heartbeat durations share one
 	// timer). A dead peer is noticed within Interval + Timeout of its last
 	// frame (twice Interval + Timeout if it last sent a ping that could
-	// not be answered), plus up to a quarter of the shorter of the two
-	// (the shared timer's granularity). Nil means no heartbeat, as in
+	// not be answered), plus the shared timer's granularity: an eighth of
+	// the shorter of the two (at least a millisecond) per wait, three
+	// eighths at most. Nil means no heartbeat, as in
 	// the browser's API and other libraries: the application pings, or
 	// the connection lives until TCP gives up.
 	Heartbeat *Heartbeat

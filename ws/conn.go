@@ -150,13 +150,13 @@ type Conn struct {
 
 	// Reading: guarded by readMu.
 	readMu    semaphore
-	br        *bufio.Reader // nil while a Poller holds the connection idle
+	br        *bufio.Reader // nil while no read buffer is held (before the first read, and between messages on an idle server connection)
 	prefix    *prefixConn   // what br reads from if not nil (the handshake's leftovers, then nc); otherwise nc
 	yield     bool          // nextMessage returns errWouldBlock when nothing is buffered
 	yieldSkip bool          // except at its first header: the socket has input
 	idleWait  bool          // server conns: between messages, wait for input without a read buffer (readMu held)
 	client    bool          // set once, before use
-	idle      *idleWaiter   // for idleWait, made at the first wait; nil if the conn is not a plain socket
+	idle      *idleWaiter   // for idleWait, made at the first wait; noIdleWaiter if the conn is not a plain socket
 	rd        messageState
 	pending   *[]pendingMessage // read by Close, not yet by the application; nil if none
 	msgSeq    uint64            // messages begun, so a stale message reader can tell
@@ -699,11 +699,16 @@ func (c *Conn) readDataHeader() (header, error) {
 			// without holding the read buffer, so that an idle server
 			// connection holds none. A deadline (a context's) ends the
 			// wait, and the read below reports it.
+			// (c.idleWait is read without readMu by serveHandler: it is
+			// not written after Accept; a socket that turns out not to
+			// be plain gets the noIdleWaiter mark instead.)
 			if c.idle == nil {
-				c.idle = newIdleWaiter(c)
-				c.idleWait = c.idle != nil
+				c.idle = noIdleWaiter
+				if w := newIdleWaiter(c); w != nil {
+					c.idle = w
+				}
 			}
-			if c.idle != nil {
+			if c.idle != noIdleWaiter {
 				c.releaseReader()
 				c.idle.wait()
 				c.borrowReader()
@@ -1531,6 +1536,10 @@ func (c *Conn) closedChan() <-chan struct{} {
 	return c.closed
 }
 
+// noIdleWaiter marks a connection that cannot wait for input without a
+// read buffer (its socket is not a plain one).
+var noIdleWaiter = new(idleWaiter)
+
 // closedDone is the closed channel of every closed connection.
 var closedDone = func() chan struct{} {
 	ch := make(chan struct{})
@@ -1559,7 +1568,7 @@ func (c *Conn) lockError(err error) error {
 // or the connection closes. Taking a free lock is one compare-and-swap, as
 // with sync.Mutex; the channel only wakes waiters.
 //
-// The read lock passes a nil closed channel: its holder always lets go once
+// The read lock passes a nil *Conn: its holder always lets go once
 // the connection closes (a read on a closed net.Conn fails, Close's wait is
 // bounded), so readers wait their turn rather than give up, and get the
 // messages Close kept for them.

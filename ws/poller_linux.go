@@ -219,8 +219,13 @@ func (p *Poller) hold(c *Conn, h Handler, s *Server) bool {
 		copy(held, p.held)
 		p.held = held
 	}
+	// A closed connection's entry may still hold the slot of its fd,
+	// reused by this one, until its last handler returns: it is no longer
+	// counted once replaced (forget then leaves the slot alone).
+	if p.held[fd] == nil {
+		p.nheld++
+	}
 	p.held[fd] = e
-	p.nheld++
 	p.mu.Unlock()
 	c.pooled.Store(true)
 	c.held.Store(e)

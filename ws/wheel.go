@@ -41,9 +41,16 @@ type wheel struct {
 	onDue func(*keepalive) // for tests: instead of keepalive.dueNow
 }
 
+// maxWheels bounds the shared wheels: a server that gives each
+// connection durations of its own (jittered pings) does not grow a table
+// for as long as the process runs. When it is full, the empty wheels
+// leave it (their entries, if any come back, keep them, unshared); if
+// none is empty, a new wheel is not shared, and is freed with its last
+// entry.
+const maxWheels = 64
+
 // wheelFor returns the wheel of the heartbeats with these durations,
-// making it if need be. Wheels are never freed: a server has few
-// heartbeat settings, and an empty wheel costs no timer.
+// making it if need be. An empty wheel costs no timer.
 func wheelFor(interval, timeout time.Duration) *wheel {
 	key := [2]time.Duration{interval, timeout}
 	wheelsMu.Lock()
@@ -52,6 +59,19 @@ func wheelFor(interval, timeout time.Duration) *wheel {
 		return w
 	}
 	w := newWheel(interval, timeout)
+	if len(wheels) >= maxWheels {
+		for k, old := range wheels {
+			old.mu.Lock()
+			empty := old.n == 0
+			old.mu.Unlock()
+			if empty {
+				delete(wheels, k)
+			}
+		}
+		if len(wheels) >= maxWheels {
+			return w
+		}
+	}
 	if wheels == nil {
 		wheels = make(map[[2]time.Duration]*wheel)
 	}

@@ -159,3 +159,28 @@ func TestWheelWrap(t *testing.T) {
 		t.Errorf("%d entries left, armed %v", w.n, w.armed)
 	}
 }
+
+// TestWheelForBounded: durations of their own per connection (jittered
+// heartbeats) do not grow the table of shared wheels past maxWheels
+// (empty wheels leave it), and a wheel in use keeps its place.
+func TestWheelForBounded(t *testing.T) {
+	first := wheelFor(time.Hour, 7*time.Minute)
+	k := &keepalive{}
+	first.add(k, time.Hour)
+	defer first.remove(k)
+	for i := range 2 * maxWheels {
+		w := wheelFor(time.Hour+time.Duration(i+1)*time.Millisecond, 7*time.Minute)
+		if w == nil || w.interval != time.Hour+time.Duration(i+1)*time.Millisecond {
+			t.Fatalf("wheelFor #%d: %+v", i, w)
+		}
+	}
+	wheelsMu.Lock()
+	n := len(wheels)
+	wheelsMu.Unlock()
+	if n > maxWheels {
+		t.Errorf("%d shared wheels, want at most %d", n, maxWheels)
+	}
+	if wheelFor(time.Hour, 7*time.Minute) != first {
+		t.Error("a shared wheel was replaced")
+	}
+}

@@ -108,7 +108,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&cfg.redis, "redis", "", "join a cluster through Redis at `URL` (redis://[:password@]host:port[/db]); Socket.IO uses the @socket.io/redis-adapter wire format with key \"socket.io\"")
 	fs.StringVar(&cfg.nats, "nats", "", "join a cluster through NATS at `URL` (nats://host:port)")
-	fs.StringVar(&cfg.io, "io", "goroutine", "how /ws/echo and /ws/broadcast wait for input: `goroutine` (one per connection: the most messages per second) or poller (Linux epoll: an idle connection holds no goroutine or buffer, about a quarter of the memory, at some 40% less echo throughput; TLS connections and other systems fall back to goroutine)")
+	fs.StringVar(&cfg.io, "io", "goroutine", "how /ws/echo and /ws/broadcast wait for input: `goroutine` (one per connection: the quickest round trip) or poller (Linux epoll: an idle connection holds no goroutine or buffer, about a third of the memory, the same echo throughput over many connections but a slower round trip on one; TLS connections and other systems fall back to goroutine)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
