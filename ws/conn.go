@@ -854,6 +854,16 @@ func (c *Conn) handleControl(h header) error {
 // unless we closed first, then closes the connection (RFC 6455 §5.5.1).
 func (c *Conn) peerClosing(ce CloseError) error {
 	c.closeMu.Lock()
+	sent := c.closeSent
+	c.closeMu.Unlock()
+	if !sent {
+		// What Send queued before the peer's close frame was read goes
+		// out before the answer, as a Write before it would have (RFC
+		// 6455 §5.5.1 lets an endpoint finish sending first; the peer
+		// reads until our close frame). The close timeout bounds it.
+		c.waitSendQueue(c.cfg.closeTimeout)
+	}
+	c.closeMu.Lock()
 	c.peerClose = &ce
 	replied := c.closeSent
 	c.closeSent = true

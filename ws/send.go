@@ -66,6 +66,42 @@ type sendQueueState struct {
 	running bool
 	closing bool  // the queue overflowed and the connection is being closed
 	err     error // the write error that ended the writer; Send returns it
+	drained chan struct{} // closed when the writer ends; made by waitSendQueue
+}
+
+// writerDone marks the writer ended and wakes waitSendQueue. q.mu must be
+// held.
+func (q *sendQueueState) writerDone() {
+	q.running = false
+	if q.drained != nil {
+		close(q.drained)
+		q.drained = nil
+	}
+}
+
+// waitSendQueue waits, at most d, until the messages queued by Send are
+// written (or dropped, the connection failing).
+func (c *Conn) waitSendQueue(d time.Duration) {
+	q := c.sendQ.Load()
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if !q.running {
+		q.mu.Unlock()
+		return
+	}
+	if q.drained == nil {
+		q.drained = make(chan struct{})
+	}
+	drained := q.drained
+	q.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+	}
 }
 
 // sendBufs holds Send's copies, by capacity class (powers of two from
@@ -115,7 +151,9 @@ func putSendBuf(p *[]byte) {
 // mixed: each message is whole on the wire, but a Write does not wait for
 // the messages queued before it, so only Send keeps Send's order. A close
 // (Close, or the SendQueueFull policy's) goes out ahead of what is still
-// queued, which is then dropped.
+// queued, which is then dropped. The answer to the peer's close frame
+// waits for what is queued to be written (the close timeout at most), as
+// it would after a Write.
 func (c *Conn) Send(typ MessageType, p []byte) error {
 	if _, err := dataOpcode(typ); err != nil {
 		return err
@@ -279,7 +317,7 @@ func (c *Conn) sendLoop() {
 			q.msgs, q.bytes = q.msgs[:0], 0
 		}
 		if len(q.msgs) == 0 {
-			q.running = false
+			q.writerDone()
 			q.mu.Unlock()
 			return
 		}
@@ -307,7 +345,8 @@ func (c *Conn) sendLoop() {
 				}
 			}
 			clear(q.msgs)
-			q.msgs, q.bytes, q.err, q.running = q.msgs[:0], 0, err, false
+			q.msgs, q.bytes, q.err = q.msgs[:0], 0, err
+			q.writerDone()
 			q.mu.Unlock()
 			return
 		}

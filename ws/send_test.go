@@ -313,3 +313,52 @@ func TestSendInlineAndQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSendBeforePeerClose: what a server queued with Send before it read
+// the client's close frame reaches the client before the server's close
+// frame, as a Write would have: a client that sends a message and closes
+// at once still gets its echo.
+func TestSendBeforePeerClose(t *testing.T) {
+	srv := httptest.NewServer(&ws.Server{Handle: func(ctx context.Context, c *ws.Conn) {
+		for {
+			typ, p, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			for range 3 {
+				if c.Send(typ, p) != nil {
+					return
+				}
+			}
+		}
+	}})
+	t.Cleanup(srv.Close)
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		c, _, err := ws.Dial(ctx, wsURL(srv), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("hi %d", i)
+		if err := c.Write(ctx, ws.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(ws.StatusNormalClosure, ""); err != nil {
+			t.Fatalf("round %d: Close: %v", i, err)
+		}
+		// Close kept what arrived before the server's close frame.
+		for k := range 3 {
+			_, p, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("round %d: echo %d of 3 lost: %v", i, k+1, err)
+			}
+			if string(p) != msg {
+				t.Fatalf("round %d: got %q, want %q", i, p, msg)
+			}
+		}
+		if _, _, err := c.Read(ctx); ws.CloseStatus(err) != ws.StatusNormalClosure {
+			t.Fatalf("round %d: after the echoes: %v, want the close (1000)", i, err)
+		}
+		cancel()
+	}
+}
