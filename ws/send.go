@@ -64,8 +64,8 @@ type sendQueueState struct {
 	msgs    []sendMessage
 	bytes   int
 	running bool
-	closing bool  // the queue overflowed and the connection is being closed
-	err     error // the write error that ended the writer; Send returns it
+	closing bool          // the queue overflowed and the connection is being closed
+	err     error         // the write error that ended the writer; Send returns it
 	drained chan struct{} // closed when the writer ends; made by waitSendQueue
 }
 
