@@ -39,12 +39,13 @@ func (r *benchRun) connect(ctx context.Context) error {
 		wg.Go(func() { l.worker(runCtx) })
 	}
 	var rm rateMeter
-	r.prog.start(func() string {
+	r.prog.start(func() (string, float64) {
 		if !l.w.measuring.Load() {
-			return "connect: warming up"
+			return "connect: warming up", progressOpen
 		}
 		n := l.handshakes.Load()
-		return fmt.Sprintf("connect %.1fs/%v: %s handshakes, %s/s, %s failed", l.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(l.failures.count()))
+		return fmt.Sprintf("connect %.1fs/%v: %s handshakes, %s/s, %s failed", l.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(l.failures.count())),
+			timeShare(l.w.elapsed(), cfg.duration)
 	})
 	l.w.run(ctx, cfg.warmup, cfg.duration, func() {
 		r.server.begin()

@@ -30,8 +30,9 @@ type echoLoad struct {
 func (r *benchRun) echo(ctx context.Context) error {
 	cfg := r.cfg
 	d := newDialer(cfg, messageBufSize(cfg.size))
-	r.prog.start(func() string {
-		return fmt.Sprintf("echo: connecting %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("echo: connecting %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count())),
+			countShare(d.established.Load(), int64(cfg.conns))
 	})
 	conns := d.dialAll(ctx, cfg.conns, cfg.dialConcurrency, nil, nil)
 	r.prog.end()
@@ -64,12 +65,13 @@ func (r *benchRun) echo(ctx context.Context) error {
 		})
 	}
 	var rm rateMeter
-	r.prog.start(func() string {
+	r.prog.start(func() (string, float64) {
 		if !e.w.measuring.Load() {
-			return "echo: warming up"
+			return "echo: warming up", progressOpen
 		}
 		n := e.msgs.Load()
-		return fmt.Sprintf("echo %.1fs/%v: %s messages, %s/s, %s errors", e.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(e.errors.count()))
+		return fmt.Sprintf("echo %.1fs/%v: %s messages, %s/s, %s errors", e.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(e.errors.count())),
+			timeShare(e.w.elapsed(), cfg.duration)
 	})
 	e.w.run(ctx, cfg.warmup, cfg.duration, func() {
 		r.server.begin()

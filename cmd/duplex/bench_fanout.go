@@ -51,8 +51,9 @@ func (r *benchRun) fanout(ctx context.Context) error {
 	f := &fanoutLoad{cfg: cfg, typ: msgType(cfg.binary), w: newWindow(cfg.count), pace: newPacer(cfg.rate)}
 	defer f.readers.Wait()
 
-	r.prog.start(func() string {
-		return fmt.Sprintf("fanout: subscribing %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("fanout: subscribing %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count())),
+			countShare(d.established.Load(), int64(cfg.conns))
 	})
 	d.dialAll(ctx, cfg.conns, cfg.dialConcurrency, nil, f.subscribe)
 	r.prog.end()
@@ -86,8 +87,9 @@ func (r *benchRun) fanout(ctx context.Context) error {
 
 	// Probe until every subscriber is known to be subscribed: a handshake
 	// completes before the server registers the connection.
-	r.prog.start(func() string {
-		return fmt.Sprintf("fanout: waiting for subscribers, %s/%s ready", commas(f.ready.Load()), commas(int64(len(f.subs))))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("fanout: waiting for subscribers, %s/%s ready", commas(f.ready.Load()), commas(int64(len(f.subs)))),
+			countShare(f.ready.Load(), int64(len(f.subs)))
 	})
 	probe := makePayload(cfg.size)
 	putStamp(probe, cfg.binary, 0)
@@ -116,12 +118,13 @@ func (r *benchRun) fanout(ctx context.Context) error {
 	var publisher sync.WaitGroup
 	publisher.Go(func() { f.publish(pubCtx, pub) })
 	var rm rateMeter
-	r.prog.start(func() string {
+	r.prog.start(func() (string, float64) {
 		if !f.w.measuring.Load() {
-			return "fanout: warming up"
+			return "fanout: warming up", progressOpen
 		}
 		n := f.received.Load()
-		return fmt.Sprintf("fanout %.1fs/%v: %s sent, %s delivered, %s/s, %s errors", f.w.elapsed().Seconds(), cfg.duration, commas(f.sent.Load()), commas(n), commas(int64(rm.rate(n))), commas(f.errors.count()))
+		return fmt.Sprintf("fanout %.1fs/%v: %s sent, %s delivered, %s/s, %s errors", f.w.elapsed().Seconds(), cfg.duration, commas(f.sent.Load()), commas(n), commas(int64(rm.rate(n))), commas(f.errors.count())),
+			timeShare(f.w.elapsed(), cfg.duration)
 	})
 	f.w.run(ctx, cfg.warmup, cfg.duration, func() {
 		r.server.begin()

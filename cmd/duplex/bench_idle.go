@@ -42,8 +42,9 @@ func (r *benchRun) idle(ctx context.Context) error {
 	r.server.begin() // the server's memory before the connections
 	r.client.begin()
 
-	r.prog.start(func() string {
-		return fmt.Sprintf("idle: opening %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("idle: opening %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count())),
+			countShare(d.established.Load(), int64(cfg.conns))
 	})
 	d.dialAll(ctx, cfg.conns, cfg.dialConcurrency, newPacer(cfg.rate), l.hold)
 	r.prog.end()
@@ -60,8 +61,9 @@ func (r *benchRun) idle(ctx context.Context) error {
 	if cfg.pingInterval > 0 {
 		pinger.Go(func() { l.ping(holdCtx, cfg.pingInterval) })
 	}
-	r.prog.start(func() string {
-		return fmt.Sprintf("idle: holding %s for %.0fs/%v, %s lost, %s pings", commas(int64(len(l.conns))-l.lost.count()), time.Since(holdStart).Seconds(), cfg.duration, commas(l.lost.count()), commas(l.pings.Load()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("idle: holding %s for %.0fs/%v, %s lost, %s pings", commas(int64(len(l.conns))-l.lost.count()), time.Since(holdStart).Seconds(), cfg.duration, commas(l.lost.count()), commas(l.pings.Load())),
+			timeShare(time.Since(holdStart), cfg.duration)
 	})
 	<-holdCtx.Done()
 	r.prog.end()
@@ -95,8 +97,9 @@ func (r *benchRun) idle(ctx context.Context) error {
 			_ = ic.c.CloseNow()
 		}
 	}
-	r.prog.start(func() string {
-		return fmt.Sprintf("idle: closing, %s/%s closed", commas(closed.Load()), commas(int64(len(conns))))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("idle: closing, %s/%s closed", commas(closed.Load()), commas(int64(len(conns)))),
+			countShare(closed.Load(), int64(len(conns)))
 	})
 	closeAll(conns, func(err error) {
 		closed.Add(1)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +21,10 @@ const progressInterval = 500 * time.Millisecond
 // that is not a terminal, draws nothing: piped and redirected output gets
 // only the summary.
 //
-// The bar comes from the status line itself, which states how far the phase
-// is as "E.Es/DURATION" (measured so far of --duration) or "DONE/TOTAL" (a
-// count, such as connections opened); a status with neither gets a bouncing
-// marker instead of a bar.
+// The line comes with how far its phase is, from 0 to 1 (a share of
+// --duration measured, or of the connections opened), or progressOpen for
+// a phase with no end in view, which gets a moving marker instead of a
+// bar.
 type progress struct {
 	w    io.Writer // nil: no progress
 	fd   int       // the terminal, for its width
@@ -43,8 +42,28 @@ func newProgress(w io.Writer) *progress {
 	return &progress{}
 }
 
-// start redraws line() every progressInterval until end is called.
-func (p *progress) start(line func() string) {
+// progressOpen is the share of a phase with no end in view.
+const progressOpen = -1.0
+
+// timeShare is the share of total that elapsed is, for a progress line.
+func timeShare(elapsed, total time.Duration) float64 {
+	if total <= 0 {
+		return progressOpen
+	}
+	return min(max(elapsed.Seconds()/total.Seconds(), 0), 1)
+}
+
+// countShare is the share of total that n is, for a progress line.
+func countShare(n, total int64) float64 {
+	if total <= 0 {
+		return progressOpen
+	}
+	return min(max(float64(n)/float64(total), 0), 1)
+}
+
+// start redraws line() every progressInterval until end is called: its
+// status text, and how far the phase is (0 to 1, or progressOpen).
+func (p *progress) start(line func() (status string, done float64)) {
 	if p.w == nil {
 		return
 	}
@@ -74,12 +93,8 @@ func (p *progress) width() int {
 	return 80
 }
 
-func (p *progress) draw(status string) {
+func (p *progress) draw(status string, frac float64) {
 	width := p.width()
-	frac, ok := progressFraction(status)
-	if !ok {
-		frac = -1
-	}
 	s := renderProgress(status, frac, width, p.spin)
 	p.spin++
 	n := utf8.RuneCountInString(s)
@@ -170,35 +185,6 @@ func truncateColumns(s string, n int) string {
 		return string([]rune(s)[:n])
 	}
 	return string([]rune(s)[:n-1]) + "…"
-}
-
-var (
-	// progressTimeRe matches "E.Es/DURATION": seconds measured of
-	// --duration, as time.Duration prints it (10s, 1m0s, 500ms).
-	progressTimeRe = regexp.MustCompile(`(\d+(?:\.\d+)?)s/(\d[0-9a-zµ.]*)`)
-	// progressCountRe matches "DONE/TOTAL", with thousands separators.
-	progressCountRe = regexp.MustCompile(`(?:^|[^\d.,])(\d[\d,]*)/(\d[\d,]*)(?:[^\d/]|$)`)
-)
-
-// progressFraction reads how far a phase is from its status line: the
-// first "E.Es/DURATION" or, failing that, the first "DONE/TOTAL". It
-// reports false when the status has neither (an open-ended phase).
-func progressFraction(status string) (float64, bool) {
-	if m := progressTimeRe.FindStringSubmatch(status); m != nil {
-		e, err1 := strconv.ParseFloat(m[1], 64)
-		d, err2 := time.ParseDuration(m[2])
-		if err1 == nil && err2 == nil && d > 0 {
-			return min(max(e/d.Seconds(), 0), 1), true
-		}
-	}
-	if m := progressCountRe.FindStringSubmatch(status); m != nil {
-		done, err1 := strconv.ParseInt(strings.ReplaceAll(m[1], ",", ""), 10, 64)
-		total, err2 := strconv.ParseInt(strings.ReplaceAll(m[2], ",", ""), 10, 64)
-		if err1 == nil && err2 == nil && total > 0 {
-			return min(max(float64(done)/float64(total), 0), 1), true
-		}
-	}
-	return 0, false
 }
 
 // rateUnknown is what rateMeter.rate returns before it has an interval to

@@ -45,8 +45,9 @@ func (r *benchRun) sioFanout(ctx context.Context) error {
 
 	d := newSIODialer(cfg)
 	total := int64(cfg.conns + cfg.publishers)
-	r.prog.start(func() string {
-		return fmt.Sprintf("socketio fanout: connecting %s/%s, %s failed", commas(d.established.Load()), commas(total), commas(d.failures.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("socketio fanout: connecting %s/%s, %s failed", commas(d.established.Load()), commas(total), commas(d.failures.count())),
+			countShare(d.established.Load(), total)
 	})
 	subs := make([]*sioSub, cfg.conns)
 	d.dialAll(ctx, cfg.urls, cfg.conns, func(i int, c *socketio.ClientSocket) {
@@ -93,8 +94,9 @@ func (r *benchRun) sioFanout(ctx context.Context) error {
 	// --timeout: that proves the path from the publishers' server to each
 	// subscriber's (its adapter subscribed, the subscriber in the
 	// namespace) before anything is measured.
-	r.prog.start(func() string {
-		return fmt.Sprintf("socketio fanout: waiting for subscribers, %s/%s ready", commas(f.ready.Load()), commas(int64(len(live))))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("socketio fanout: waiting for subscribers, %s/%s ready", commas(f.ready.Load()), commas(int64(len(live)))),
+			countShare(f.ready.Load(), int64(len(live)))
 	})
 	probe := string(makePayload(cfg.size))
 	probe = strings.Repeat("0", 16) + probe[16:]
@@ -125,12 +127,13 @@ func (r *benchRun) sioFanout(ctx context.Context) error {
 		})
 	}
 	var rm rateMeter
-	r.prog.start(func() string {
+	r.prog.start(func() (string, float64) {
 		if !f.w.measuring.Load() {
-			return "socketio fanout: warming up"
+			return "socketio fanout: warming up", progressOpen
 		}
 		n := f.received.Load()
-		return fmt.Sprintf("socketio fanout %.1fs/%v: %s sent, %s delivered, %s/s, %s errors", f.w.elapsed().Seconds(), cfg.duration, commas(f.sent.Load()), commas(n), commas(int64(rm.rate(n))), commas(f.errors.count()+f.pubErrs.count()))
+		return fmt.Sprintf("socketio fanout %.1fs/%v: %s sent, %s delivered, %s/s, %s errors", f.w.elapsed().Seconds(), cfg.duration, commas(f.sent.Load()), commas(n), commas(int64(rm.rate(n))), commas(f.errors.count()+f.pubErrs.count())),
+			timeShare(f.w.elapsed(), cfg.duration)
 	})
 	f.w.run(ctx, cfg.warmup, cfg.duration, func() {
 		r.server.begin()

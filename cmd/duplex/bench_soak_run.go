@@ -242,8 +242,9 @@ func (r *soakRun) run(ctx context.Context) *soakSummary {
 	baseGoroutines := runtime.NumGoroutine()
 	baseStacks := goroutineStacks()
 
-	r.prog.start(func() string {
-		return fmt.Sprintf("soak: connecting %s/%s, %s failed", commas(r.load.established.Load()), commas(int64(cfg.conns)), commas(r.load.dialFailed.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("soak: connecting %s/%s, %s failed", commas(r.load.established.Load()), commas(int64(cfg.conns)), commas(r.load.dialFailed.count())),
+			countShare(r.load.established.Load(), int64(cfg.conns))
 	})
 	opened := r.load.openAll(ctx)
 	r.prog.end()
@@ -270,7 +271,7 @@ func (r *soakRun) run(ctx context.Context) *soakSummary {
 		for _, c := range live {
 			clients.Go(func() { r.load.run(ctx, stopCtx, c) })
 		}
-		r.prog.start(r.status)
+		r.prog.start(func() (string, float64) { return r.status(), progressOpen })
 		r.event("warming up for %v", cfg.warmup)
 		t := newStoppedTimer()
 		if sleepCtx(ctx, t, cfg.warmup) == nil {
@@ -300,7 +301,9 @@ func (r *soakRun) run(ctx context.Context) *soakSummary {
 		r.fail("fewer than 2 clients connected: nothing to soak")
 	}
 
-	r.prog.start(func() string { return fmt.Sprintf("soak: closing %s clients", commas(int64(len(live)))) })
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("soak: closing %s clients", commas(int64(len(live)))), progressOpen
+	})
 	r.load.closeAll(live)
 	r.prog.end()
 	if cfg.inProcess() {
@@ -442,8 +445,8 @@ func (r *soakRun) checkGoroutines(base int, baseStacks map[string]int) *soakGoro
 	if r.prog.w != nil {
 		drawing = 1
 	}
-	r.prog.start(func() string {
-		return fmt.Sprintf("soak: waiting for the goroutines: %d, baseline %d", runtime.NumGoroutine()-drawing, base)
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("soak: waiting for the goroutines: %d, baseline %d", runtime.NumGoroutine()-drawing, base), progressOpen
 	})
 	deadline := time.Now().Add(soakGoroutineWait)
 	for {

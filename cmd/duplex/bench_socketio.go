@@ -55,8 +55,9 @@ func (r *benchRun) socketio(ctx context.Context) error {
 	cfg := r.cfg
 	r.server.markUnloaded()
 	d := newSIODialer(cfg)
-	r.prog.start(func() string {
-		return fmt.Sprintf("socketio: connecting %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count()))
+	r.prog.start(func() (string, float64) {
+		return fmt.Sprintf("socketio: connecting %s/%s, %s failed", commas(d.established.Load()), commas(int64(cfg.conns)), commas(d.failures.count())),
+			countShare(d.established.Load(), int64(cfg.conns))
 	})
 	live := d.dialAll(ctx, cfg.urls, cfg.conns, nil)
 	r.prog.end()
@@ -81,12 +82,13 @@ func (r *benchRun) socketio(ctx context.Context) error {
 		})
 	}
 	var rm rateMeter
-	r.prog.start(func() string {
+	r.prog.start(func() (string, float64) {
 		if !l.w.measuring.Load() {
-			return "socketio: warming up"
+			return "socketio: warming up", progressOpen
 		}
 		n := l.acks.Load()
-		return fmt.Sprintf("socketio %.1fs/%v: %s acks, %s/s, %s errors", l.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(l.errors.count()))
+		return fmt.Sprintf("socketio %.1fs/%v: %s acks, %s/s, %s errors", l.w.elapsed().Seconds(), cfg.duration, commas(n), commas(int64(rm.rate(n))), commas(l.errors.count())),
+			timeShare(l.w.elapsed(), cfg.duration)
 	})
 	l.w.run(ctx, cfg.warmup, cfg.duration, func() {
 		r.server.begin()
