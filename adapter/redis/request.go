@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/duplexrt/duplex/socketio"
@@ -249,7 +250,7 @@ func (a *Adapter) FetchSockets(ctx context.Context, opts *socketio.BroadcastOpti
 }
 
 // AllRooms returns the rooms of the namespace's sockets on every server,
-// the sockets' own ids among them, each once, in no particular order:
+// the sockets' own ids among them, each once, sorted:
 // the Node adapter's allRooms() (request type 1, which Node servers of
 // the cluster answer too). It waits for the other servers'
 // answers for Options.RequestsTimeout at most; if some did not answer it
@@ -285,19 +286,10 @@ func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
 	}
 	err = a.await(ctx, r, r.done, "allRooms")
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	all := local
-	seen := make(map[string]struct{}, len(local)+len(r.rooms))
-	for _, room := range local {
-		seen[room] = struct{}{}
-	}
-	for _, room := range r.rooms {
-		if _, ok := seen[room]; !ok {
-			seen[room] = struct{}{}
-			all = append(all, room)
-		}
-	}
-	return all, err
+	all := slices.Concat(local, r.rooms)
+	a.mu.Unlock()
+	slices.Sort(all)
+	return slices.Compact(all), err
 }
 
 // ServerSideEmit sends p to the other servers. With ack, it waits (for
