@@ -215,6 +215,7 @@ func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
 		return nil, ErrClosed
 	}
 	local := a.mem.Rooms()
+	slices.Sort(local)
 	n, err := a.ServerCount(ctx)
 	if err != nil {
 		return local, fmt.Errorf("nats: allRooms: %w", err)

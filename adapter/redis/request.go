@@ -265,6 +265,7 @@ func (a *Adapter) AllRooms(ctx context.Context) ([]string, error) {
 		return nil, ErrClosed
 	}
 	local := a.mem.Rooms()
+	slices.Sort(local)
 	if a.cluster {
 		return local, fmt.Errorf("redis: allRooms: the sharded and Streams adapters' protocol (socket.io-adapter's ClusterAdapter) has no such request: %w", errors.ErrUnsupported)
 	}
