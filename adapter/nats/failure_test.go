@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/duplexrt/duplex/internal/brokertest"
 
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
@@ -21,72 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 )
-
-// privateNATS is a nats-server of the test's own, on a port of its own,
-// that the test kills and starts again on the same port.
-type privateNATS struct {
-	t    *testing.T
-	bin  string
-	port string
-	args []string // more arguments: -js -sd <dir>, kept across restarts
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-}
-
-// startPrivateNATS starts a private nats-server, with args after the
-// address and port. Without the binary the test is skipped, or fails
-// under CI=true.
-func startPrivateNATS(t *testing.T, args ...string) *privateNATS {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		bin = "/usr/sbin/nats-server"
-		if _, serr := os.Stat(bin); serr != nil {
-			msg := "nats-server not in PATH nor /usr/sbin: the failure tests start their own (apt-get install nats-server)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	b := &privateNATS{t: t, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), args: args}
-	_ = ln.Close()
-	b.start()
-	t.Cleanup(b.kill)
-	return b
-}
-
-func (b *privateNATS) url() string { return "nats://127.0.0.1:" + b.port }
-
-// start runs nats-server and waits until it accepts connections.
-func (b *privateNATS) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	b.cmd = exec.Command(b.bin, append([]string{"-a", "127.0.0.1", "-p", b.port}, b.args...)...)
-	must(b.t, b.cmd.Start())
-	b.mu.Unlock()
-	eventually(b.t, "nats-server accepting connections on port "+b.port, func() bool {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+b.port, 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err == nil
-	})
-}
-
-// kill kills nats-server (SIGKILL: no goodbye to the clients) and waits
-// for it to exit.
-func (b *privateNATS) kill() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-		b.cmd = nil
-	}
-}
 
 // failureNode starts a server as newNode does, and returns with it a
 // stop that closes the server and its listener (the cleanup does too).
@@ -125,10 +58,10 @@ func failureNode(t *testing.T, nc *natsgo.Conn, opts *Options) (*node, *Adapter,
 // again; and no goroutine is left once everything is closed.
 func TestFailure(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	br := startPrivateNATS(t)
+	br := brokertest.NATS(t)
 	const timeout = 500 * time.Millisecond
 	connect := func(extra ...natsgo.Option) *natsgo.Conn {
-		nc, err := Connect(br.url(), append([]natsgo.Option{natsgo.ReconnectWait(50 * time.Millisecond), natsgo.ReconnectJitter(0, 0)}, extra...)...)
+		nc, err := Connect(br.URL(), append([]natsgo.Option{natsgo.ReconnectWait(50 * time.Millisecond), natsgo.ReconnectJitter(0, 0)}, extra...)...)
 		must(t, err)
 		t.Cleanup(nc.Close)
 		return nc
@@ -164,7 +97,7 @@ func TestFailure(t *testing.T) {
 	b1.waitFor(t, "before-b")
 
 	// The outage.
-	br.kill()
+	br.Kill()
 	killed := time.Now()
 	for name, ad := range map[string]*Adapter{"a": aAd, "b": bAd} {
 		eventually(t, name+": Health reports the outage", func() bool { return errors.Is(ad.Health(), ErrNotConnected) })
@@ -221,7 +154,7 @@ func TestFailure(t *testing.T) {
 	}
 
 	// NATS is back: healed.
-	br.start()
+	br.Start()
 	restarted := time.Now()
 	for name, ad := range map[string]*Adapter{"a": aAd, "b": bAd} {
 		eventually(t, name+": Health nil again", func() bool { return ad.Health() == nil })
@@ -259,7 +192,7 @@ func TestFailure(t *testing.T) {
 	}
 	ncA.Close()
 	ncB.Close()
-	br.kill()
+	br.Kill()
 	goleak.VerifyNone(t, ignore)
 }
 
@@ -267,8 +200,8 @@ func TestFailure(t *testing.T) {
 // up reconnecting, or the application closed it) leaves the adapter
 // degraded for good, and Health says so.
 func TestHealthClosedConnection(t *testing.T) {
-	br := startPrivateNATS(t)
-	nc, err := Connect(br.url())
+	br := brokertest.NATS(t)
+	nc, err := Connect(br.URL())
 	must(t, err)
 	t.Cleanup(nc.Close)
 	_, ad, _ := failureNode(t, nc, &Options{Prefix: testPrefix(t)})
@@ -288,10 +221,10 @@ func TestHealthClosedConnection(t *testing.T) {
 // a client that loses one server gets its socket back on the other, with
 // the event it missed.
 func TestJetStreamFailure(t *testing.T) {
-	br := startPrivateNATS(t, "-js", "-sd", t.TempDir())
+	br := brokertest.NATS(t, "-js", "-sd", t.TempDir())
 	const timeout = 500 * time.Millisecond
 	connect := func() *natsgo.Conn {
-		nc, err := Connect(br.url(), natsgo.ReconnectWait(50*time.Millisecond), natsgo.ReconnectJitter(0, 0))
+		nc, err := Connect(br.URL(), natsgo.ReconnectWait(50*time.Millisecond), natsgo.ReconnectJitter(0, 0))
 		must(t, err)
 		t.Cleanup(nc.Close)
 		return nc
@@ -335,7 +268,7 @@ func TestJetStreamFailure(t *testing.T) {
 	}
 
 	// The outage.
-	br.kill()
+	br.Kill()
 	for name, ad := range map[string]*JetStreamAdapter{"a": aAd, "b": bAd} {
 		eventually(t, name+": Health reports the outage", func() bool { return errors.Is(ad.Health(), ErrNotConnected) })
 	}
@@ -380,7 +313,7 @@ func TestJetStreamFailure(t *testing.T) {
 	}
 
 	// NATS is back, with its store: the consumers resume.
-	br.start()
+	br.Start()
 	restarted := time.Now()
 	for name, ad := range map[string]*JetStreamAdapter{"a": aAd, "b": bAd} {
 		eventually(t, name+": Health nil again", func() bool { return ad.Health() == nil })

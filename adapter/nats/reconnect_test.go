@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexrt/duplex/internal/brokertest"
+
 	natsgo "github.com/nats-io/nats.go"
 )
 
@@ -90,13 +92,13 @@ func TestConnectBackoff(t *testing.T) {
 // the backoff for attempts 1, 2, 3… during the first outage, and for
 // attempt 1 again at the second, so a new outage waits little.
 func TestBackoffStartsOver(t *testing.T) {
-	br := startPrivateNATS(t)
+	br := brokertest.NATS(t)
 	var (
 		mu       sync.Mutex
 		attempts []int
 	)
 	b := Backoff{Initial: 20 * time.Millisecond, Max: 40 * time.Millisecond}
-	nc, err := Connect(br.url(), natsgo.CustomReconnectDelay(func(n int) time.Duration {
+	nc, err := Connect(br.URL(), natsgo.CustomReconnectDelay(func(n int) time.Duration {
 		mu.Lock()
 		attempts = append(attempts, n)
 		mu.Unlock()
@@ -113,9 +115,9 @@ func TestBackoffStartsOver(t *testing.T) {
 		mu.Lock()
 		attempts = nil
 		mu.Unlock()
-		br.kill()
+		br.Kill()
 		eventually(t, "three reconnection attempts", func() bool { return len(recorded()) >= 3 })
-		br.start()
+		br.Start()
 		eventually(t, "reconnected", nc.IsConnected)
 		got := recorded()
 		for i, n := range got {

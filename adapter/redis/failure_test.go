@@ -3,85 +3,21 @@ package redis
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/duplexrt/duplex/internal/brokertest"
 
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
-
-// broker is a redis-server of the test's own, on a port of its own, that
-// the test kills and starts again on the same port.
-type broker struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-}
-
-// newBroker starts a private redis-server. Without the binary the test
-// is skipped, or fails under CI=true.
-func newBroker(t *testing.T) *broker {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not in PATH: the failure tests start their own (apt-get install redis-server)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	b := &broker{t: t, bin: bin, dir: t.TempDir(), port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)}
-	_ = ln.Close()
-	b.start()
-	t.Cleanup(b.kill)
-	return b
-}
-
-func (b *broker) addr() string { return "127.0.0.1:" + b.port }
-
-// start runs redis-server and waits until it accepts connections.
-func (b *broker) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	b.cmd = exec.Command(b.bin, "--port", b.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.dir)
-	must(b.t, b.cmd.Start())
-	b.mu.Unlock()
-	eventually(b.t, "redis-server accepting connections on "+b.addr(), func() bool {
-		c, err := net.DialTimeout("tcp", b.addr(), 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err == nil
-	})
-}
-
-// kill kills redis-server (SIGKILL: no goodbye to the clients) and
-// waits for it to exit.
-func (b *broker) kill() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-		b.cmd = nil
-	}
-}
 
 // observed is what the failure tests read of an adapter.
 type observed interface {
@@ -145,8 +81,8 @@ func TestFailure(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			ignore := goleak.IgnoreCurrent()
-			br := newBroker(t)
-			rdb := goredis.NewClient(&goredis.Options{Addr: br.addr(), DialTimeout: 200 * time.Millisecond})
+			br := brokertest.Redis(t)
+			rdb := goredis.NewClient(&goredis.Options{Addr: br.Addr(), DialTimeout: 200 * time.Millisecond})
 			t.Cleanup(func() { _ = rdb.Close() })
 			log := slog.New(slog.DiscardHandler)
 			if testing.Verbose() {
@@ -172,7 +108,7 @@ func TestFailure(t *testing.T) {
 			a1.waitFor(t, "before-b")
 
 			// The outage.
-			br.kill()
+			br.Kill()
 			killed := time.Now()
 			for name, ad := range map[string]observed{"a": aAd, "b": bAd} {
 				eventually(t, name+": Health reports the subscription lost", func() bool { return errors.Is(ad.Health(), ErrNotConnected) })
@@ -228,7 +164,7 @@ func TestFailure(t *testing.T) {
 			}
 
 			// Redis is back: healed.
-			br.start()
+			br.Start()
 			restarted := time.Now()
 			for name, ad := range map[string]observed{"a": aAd, "b": bAd} {
 				eventually(t, name+": Health nil again", func() bool { return ad.Health() == nil })
@@ -266,7 +202,7 @@ func TestFailure(t *testing.T) {
 				t.Errorf("Health after Close = %v; want ErrClosed", err)
 			}
 			_ = rdb.Close()
-			br.kill()
+			br.Kill()
 			goleak.VerifyNone(t, ignore)
 		})
 	}

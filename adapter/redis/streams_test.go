@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/duplexrt/duplex/internal/brokertest"
+
 	"github.com/duplexrt/duplex/engineio"
 	"github.com/duplexrt/duplex/socketio"
 	"github.com/google/go-cmp/cmp"
@@ -389,8 +391,8 @@ func TestStreamsExceptRestored(t *testing.T) {
 // server, an offset of the server's memory would otherwise be appended:
 // one that no server of the cluster can recover from.
 func TestStreamsOutageNoOffset(t *testing.T) {
-	br := newBroker(t)
-	rdb := goredis.NewClient(&goredis.Options{Addr: br.addr(), DialTimeout: 200 * time.Millisecond})
+	br := brokertest.Redis(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: br.Addr(), DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	srv := streamsNode(t, rdb, testKey(t))
 	hs := httptest.NewServer(srv)
@@ -411,7 +413,7 @@ func TestStreamsOutageNoOffset(t *testing.T) {
 	if e := next("event before the outage"); !strings.HasPrefix(e, `before "`) {
 		t.Fatalf("before the outage: %q, want the event with its stream offset", e)
 	}
-	br.kill()
+	br.Kill()
 	if err := srv.Emit("during"); err == nil {
 		t.Error("Emit without Redis: no error from the Streams adapter")
 	}

@@ -6,12 +6,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/duplexrt/duplex/internal/brokertest"
 
 	"github.com/duplexrt/duplex/socketio"
 	"github.com/duplexrt/duplex/ws"
@@ -186,80 +186,6 @@ func testClusterChat(t *testing.T, a, b string) {
 	}
 }
 
-// privateBroker is a redis-server or nats-server of the test's own, on a
-// free port, that the test kills and starts again on the same port.
-type privateBroker struct {
-	t         *testing.T
-	name      string // redis or nats
-	bin, port string
-	dir       string
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-}
-
-// startPrivateBroker starts a private broker. Without the binary the
-// test is skipped, or fails under CI=true.
-func startPrivateBroker(t *testing.T, name string) *privateBroker {
-	t.Helper()
-	bin, err := exec.LookPath(name + "-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/" + name + "-server"); serr != nil {
-			msg := name + "-server is not in PATH: this test starts its own (apt-get install " + name + "-server)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		bin = "/usr/sbin/" + name + "-server"
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &privateBroker{t: t, name: name, bin: bin, port: fmt.Sprint(ln.Addr().(*net.TCPAddr).Port), dir: t.TempDir()}
-	_ = ln.Close()
-	b.start()
-	t.Cleanup(b.kill)
-	return b
-}
-
-func (b *privateBroker) url() string { return b.name + "://127.0.0.1:" + b.port }
-
-// start runs the broker and waits until it accepts connections.
-func (b *privateBroker) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	if b.name == "redis" {
-		b.cmd = exec.Command(b.bin, "--port", b.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", b.dir)
-	} else {
-		b.cmd = exec.Command(b.bin, "-a", "127.0.0.1", "-p", b.port)
-	}
-	err := b.cmd.Start()
-	b.mu.Unlock()
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	waitFor(b.t, b.name+"-server to listen", func() bool {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+b.port, 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err == nil
-	})
-}
-
-// kill kills the broker (SIGKILL: no goodbye to the clients) and waits
-// for it to exit.
-func (b *privateBroker) kill() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cmd != nil {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-		b.cmd = nil
-	}
-}
-
 // metricValue returns the value of series (name{labels}, as /metrics
 // writes it) in the text of /metrics, or -1 when it is absent.
 func metricValue(text, series string) float64 {
@@ -288,12 +214,14 @@ func TestServeBrokerOutage(t *testing.T) {
 }
 
 func testServeBrokerOutage(t *testing.T, name string) {
-	br := startPrivateBroker(t, name)
 	cfg := serveConfig{maxMessage: 16 << 20}
+	var br *brokertest.Server
 	if name == "redis" {
-		cfg.redis = br.url()
+		br = brokertest.Redis(t)
+		cfg.redis = br.URL()
 	} else {
-		cfg.nats = br.url()
+		br = brokertest.NATS(t)
+		cfg.nats = br.URL()
 	}
 	began := time.Now()
 	a, appA := startApp(t, cfg, nil)
@@ -353,7 +281,7 @@ func testServeBrokerOutage(t *testing.T, name string) {
 		t.Errorf("/metrics has no duplex_adapter_reconnects_total{broker=%q,nsp=\"/chat\"} 0 before the outage", name)
 	}
 
-	br.kill()
+	br.Kill()
 	for _, u := range []string{a.URL, b.URL} {
 		waitFor(t, u+"/healthz to say degraded", func() bool {
 			return strings.HasPrefix(get(t, u+"/healthz", 200), "degraded: "+name)
@@ -387,7 +315,7 @@ func testServeBrokerOutage(t *testing.T, name string) {
 		return metricValue(get(t, a.URL+"/metrics", 200), counted) >= 1
 	})
 
-	br.start()
+	br.Start()
 	waitFor(t, "both /healthz to say ok", func() bool {
 		return get(t, a.URL+"/healthz", 200) == "ok\n" && get(t, b.URL+"/healthz", 200) == "ok\n"
 	})
@@ -449,8 +377,8 @@ func testServeBrokerOutage(t *testing.T, name string) {
 // "/": with /chat's adapter closed (down for good), the process is
 // degraded and says which namespace.
 func TestServeHealthEveryNamespace(t *testing.T) {
-	br := startPrivateBroker(t, "nats")
-	a, app := startApp(t, serveConfig{maxMessage: 16 << 20, nats: br.url()}, nil)
+	br := brokertest.NATS(t)
+	a, app := startApp(t, serveConfig{maxMessage: 16 << 20, nats: br.URL()}, nil)
 	if h := get(t, a.URL+"/healthz", 200); h != "ok\n" {
 		t.Fatalf("healthz %q before", h)
 	}
