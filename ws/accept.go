@@ -137,60 +137,77 @@ func (e *HandshakeError) Error() string {
 // process start (see the package documentation); without it, browsers use
 // HTTP/1.1 for WebSockets.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
-	var o AcceptOptions
-	if opts != nil {
-		o = *opts
+	if opts == nil {
+		opts = &noAcceptOptions
 	}
-	if o.HandshakeTimeout == 0 {
-		o.HandshakeTimeout = 10 * time.Second
+	if err := opts.validate(); err != nil {
+		http.Error(w, "WebSocket endpoint misconfigured", http.StatusInternalServerError)
+		return nil, err
 	}
+	if isH2Connect(r) {
+		return acceptH2(w, r, opts)
+	}
+	if herr := checkRequest(r, opts); herr != nil {
+		refuse(w, herr)
+		return nil, herr
+	}
+	subprotocol := selectSubprotocol(r, opts.Subprotocols)
+	deflate, compress := acceptDeflate(r.Header, opts.Compression)
+	return upgrade(w, r, opts, subprotocol, deflate, compress)
+}
+
+// noAcceptOptions is what a nil *AcceptOptions means.
+var noAcceptOptions AcceptOptions
+
+// validate says what in o cannot work, if anything.
+//
+//go:noinline
+func (o *AcceptOptions) validate() error {
 	for i, p := range o.OriginPatterns {
 		// A malformed pattern would silently match nothing and refuse
 		// every browser: say so instead.
 		if _, err := path.Match(p, ""); err != nil {
-			http.Error(w, "WebSocket endpoint misconfigured", http.StatusInternalServerError)
-			return nil, fmt.Errorf("ws: AcceptOptions.OriginPatterns[%d] %q is not a valid path.Match pattern: %w", i, p, err)
+			return fmt.Errorf("ws: AcceptOptions.OriginPatterns[%d] %q is not a valid path.Match pattern: %w", i, p, err)
 		}
 	}
 	if err := o.Compression.check(); err != nil {
-		err = fmt.Errorf("%w (in AcceptOptions.Compression)", err)
-		http.Error(w, "server misconfigured", http.StatusInternalServerError)
-		return nil, err
+		return fmt.Errorf("%w (in AcceptOptions.Compression)", err)
 	}
-	if isH2Connect(r) {
-		return acceptH2(w, r, &o)
-	}
-	if herr := checkRequest(r, &o); herr != nil {
-		h := w.Header()
-		if herr.Status == http.StatusUpgradeRequired {
-			h.Set("Connection", "Upgrade")
-			h.Set("Upgrade", "websocket")
-			h.Set("Sec-WebSocket-Version", "13")
-		}
-		if herr.Status == http.StatusMethodNotAllowed {
-			h.Set("Allow", "GET")
-		}
-		http.Error(w, herr.Message, herr.Status)
-		return nil, herr
-	}
-	subprotocol := selectSubprotocol(r, o.Subprotocols)
-	deflate, compress := acceptDeflate(r.Header, o.Compression)
+	return nil
+}
 
+// refuse answers a refused handshake with herr's status and message, and
+// the headers RFC 6455 and RFC 9110 ask for with it.
+//
+//go:noinline
+func refuse(w http.ResponseWriter, herr *HandshakeError) {
+	h := w.Header()
+	if herr.Status == http.StatusUpgradeRequired {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", "websocket")
+		h.Set(hdrVersion, "13")
+	}
+	if herr.Status == http.StatusMethodNotAllowed {
+		h.Set("Allow", "GET")
+	}
+	http.Error(w, herr.Message, herr.Status)
+}
+
+// upgrade takes the connection from net/http, answers 101 and returns the
+// Conn. It is Accept's part that runs under net/http's Hijack, kept apart
+// with a small stack frame: net/http's goroutine has a small stack there,
+// and growing it (a copy of the whole stack) is a measurable part of a
+// handshake.
+func upgrade(w http.ResponseWriter, r *http.Request, o *AcceptOptions, subprotocol string, deflate deflateParams, compress bool) (*Conn, error) {
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		err = fmt.Errorf("ws: cannot take over the connection from net/http (HTTP/2 and some middleware cannot be hijacked): %w", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return nil, err
+		return nil, hijackFailed(w, err)
 	}
-	// net/http may have set deadlines from its own timeouts; the
-	// connection's life is ours now.
+	// net/http clears its deadlines when it lets the connection go; other
+	// http.Hijacker implementations may not. The connection's life is
+	// ours now.
 	_ = nc.SetDeadline(time.Time{})
 
-	cfg := newConnConfig(o.ReadLimit, o.MaxFragments, o.CloseTimeout, o.ReadBufferSize, o.WriteBufferSize)
-	if o.SendQueueLimit > 0 {
-		cfg.sendLimit = o.SendQueueLimit
-	}
-	cfg.sendPolicy = o.SendQueueFull
 	// Frames the client sent right behind its request may sit in
 	// net/http's buffer. Move them out, so that nothing of ours refers to
 	// net/http's buffers. The connection makes no read buffer of its own:
@@ -200,28 +217,23 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		early, _ := brw.Reader.Peek(n)
 		prefix = &prefixConn{Conn: nc, prefix: append([]byte(nil), early...)}
 	}
+	return newServerConn(nc, prefix, r.Header, o, subprotocol, deflate, compress)
+}
 
-	// The response is made in a write buffer borrowed for the purpose.
-	wb := writeBufPool(cfg.writeBufferSize).Get().(*writeBuf)
-	resp := append(wb.b[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = appendAcceptKey(resp, r.Header.Get("Sec-WebSocket-Key"))
-	if subprotocol != "" {
-		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
-		resp = append(resp, subprotocol...)
+// newServerConn answers 101 on nc, a connection whose handshake request,
+// with headers h, has been read and accepted, and returns its Conn. prefix,
+// if not nil, holds input that arrived behind the request. On failure nc is
+// closed.
+func newServerConn(nc net.Conn, prefix *prefixConn, h http.Header, o *AcceptOptions, subprotocol string, deflate deflateParams, compress bool) (*Conn, error) {
+	cfg := newConnConfig(o.ReadLimit, o.MaxFragments, o.CloseTimeout, o.ReadBufferSize, o.WriteBufferSize)
+	if o.SendQueueLimit > 0 {
+		cfg.sendLimit = o.SendQueueLimit
 	}
-	if compress {
-		resp = append(resp, "\r\nSec-WebSocket-Extensions: "...)
-		resp = append(resp, deflate.String()...)
-	}
-	resp = append(resp, "\r\n\r\n"...)
-	_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
-	_, err = nc.Write(resp)
-	writeBufPool(cfg.writeBufferSize).Put(wb) // resp is in wb.b, or in memory of its own if it outgrew it
-	if err != nil {
+	cfg.sendPolicy = o.SendQueueFull
+	if err := writeUpgradeResponse(nc, h, o.HandshakeTimeout, cfg.writeBufferSize, subprotocol, deflate, compress); err != nil {
 		_ = nc.Close()
-		return nil, fmt.Errorf("ws: writing the handshake response: %w", err)
+		return nil, err
 	}
-	_ = nc.SetWriteDeadline(time.Time{})
 
 	// An idle server connection holds no buffer: its read buffer is
 	// borrowed while it reads and given back while it waits between
@@ -235,6 +247,64 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	c.startKeepalive(o.Heartbeat)
 	return c, nil
+}
+
+// hijackFailed answers a request whose connection net/http would not
+// give up, and says why.
+//
+//go:noinline
+func hijackFailed(w http.ResponseWriter, err error) error {
+	err = fmt.Errorf("ws: cannot take over the connection from net/http (HTTP/2 and some middleware cannot be hijacked): %w", err)
+	http.Error(w, err.Error(), http.StatusInternalServerError)
+	return err
+}
+
+// writeUpgradeResponse writes the 101 answer to a handshake whose request
+// headers are h, within timeout (zero: 10 seconds). The answer is made in
+// a write buffer borrowed for the purpose.
+func writeUpgradeResponse(nc net.Conn, h http.Header, timeout time.Duration, bufSize int, subprotocol string, deflate deflateParams, compress bool) error {
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	wb := writeBufPool(bufSize).Get().(*writeBuf)
+	resp := append(wb.b[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = appendAcceptKey(resp, headerFirst(h, hdrKey))
+	if subprotocol != "" {
+		resp = append(resp, "\r\nSec-WebSocket-Protocol: "...)
+		resp = append(resp, subprotocol...)
+	}
+	if compress {
+		resp = append(resp, "\r\nSec-WebSocket-Extensions: "...)
+		resp = append(resp, deflate.String()...)
+	}
+	resp = append(resp, "\r\n\r\n"...)
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := nc.Write(resp)
+	writeBufPool(bufSize).Put(wb) // resp is in wb.b, or in memory of its own if it outgrew it
+	if err != nil {
+		return fmt.Errorf("ws: writing the handshake response: %w", err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// The request headers a server reads, spelled as net/http stores them
+// (http.CanonicalHeaderKey): indexing the map with them directly costs no
+// canonicalization, which allocates for the usual spelling
+// "Sec-WebSocket-Key".
+const (
+	hdrKey        = "Sec-Websocket-Key"
+	hdrVersion    = "Sec-Websocket-Version"
+	hdrProtocol   = "Sec-Websocket-Protocol"
+	hdrExtensions = "Sec-Websocket-Extensions"
+)
+
+// headerFirst is h.Get(key) for a key already in canonical form.
+func headerFirst(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // checkRequest applies RFC 6455 §4.2.1 and the Origin policy.
@@ -251,13 +321,13 @@ func checkRequest(r *http.Request, o *AcceptOptions) *HandshakeError {
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return &HandshakeError{http.StatusUpgradeRequired, `this is a WebSocket endpoint: the request needs "Connection: Upgrade"`}
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	switch v := r.Header[hdrVersion]; {
 	case len(v) == 0:
 		return &HandshakeError{http.StatusUpgradeRequired, "missing Sec-WebSocket-Version header; this server speaks version 13"}
 	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
 		return &HandshakeError{http.StatusUpgradeRequired, fmt.Sprintf("unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))}
 	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
+	keys := r.Header[hdrKey]
 	switch {
 	case len(keys) == 0:
 		return &HandshakeError{http.StatusBadRequest, "missing Sec-WebSocket-Key header"}
@@ -292,7 +362,7 @@ func CheckOrigin(r *http.Request, patterns []string) error {
 // checkOrigin allows a request without Origin, one from its own host, and
 // one that matches a pattern.
 func checkOrigin(r *http.Request, patterns []string) *HandshakeError {
-	origin := r.Header.Get("Origin")
+	origin := headerFirst(r.Header, "Origin")
 	if origin == "" {
 		return nil
 	}
@@ -333,7 +403,7 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 	if len(supported) == 0 {
 		return ""
 	}
-	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	offered := headerTokens(r.Header, hdrProtocol)
 	for _, s := range supported {
 		for _, o := range offered {
 			if o == s { // subprotocol names are case-sensitive (RFC 6455 §11.5)

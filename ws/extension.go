@@ -25,7 +25,7 @@ type extensionParam struct {
 // can fail a handshake whose answer it cannot read.
 func parseExtensions(h http.Header) ([]extension, error) {
 	var exts []extension
-	for _, line := range h.Values("Sec-WebSocket-Extensions") {
+	for _, line := range h[hdrExtensions] {
 		elems, err := splitOutsideQuotes(line, ',')
 		if err != nil {
 			return nil, err

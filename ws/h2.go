@@ -33,7 +33,7 @@ func checkRequestH2(r *http.Request, o *AcceptOptions) *HandshakeError {
 	case !strings.EqualFold(p, "websocket"):
 		return &HandshakeError{http.StatusBadRequest, fmt.Sprintf("HTTP/2 CONNECT with :protocol %q; this endpoint speaks websocket", p)}
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	switch v := r.Header[hdrVersion]; {
 	case len(v) == 0:
 		return &HandshakeError{http.StatusUpgradeRequired, "missing Sec-WebSocket-Version header; this server speaks version 13"}
 	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":

@@ -3,6 +3,8 @@ package ws
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 )
@@ -88,6 +90,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	s.serve(r, c, false)
+}
+
+// serve runs the Handle or Handler of c, whose handshake with request r
+// has just been answered. With own, the caller's goroutine is c's own
+// (a Listener's); otherwise it is net/http's, which a Handler does not
+// keep.
+func (s *Server) serve(r *http.Request, c *Conn, own bool) {
 	s.mu.Lock()
 	closing := s.closing
 	if !closing {
@@ -107,9 +117,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.OnAccept(r, c)
 	}
 	if s.Handle != nil {
+		ctx := r.Context()
+		if own {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel() // done when Handle returns, as a request's
+		}
 		defer s.forget(c)
 		defer closeServed(c)
-		s.Handle(r.Context(), c)
+		s.Handle(ctx, c)
 		return
 	}
 	if r.ProtoMajor >= 2 {
@@ -123,6 +139,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.Poller != nil && s.Poller.hold(c, s.Handler, s) {
 		return // the poller serves it, and forgets it when it ends
 	}
+	if own {
+		defer s.forget(c)
+		defer closeServed(c)
+		serveHandler(context.Background(), c, s.Handler)
+		return
+	}
 	// The Handler runs on a goroutine of its own, and ServeHTTP returns:
 	// net/http's goroutine for the request then ends and drops what it
 	// still holds for the hijacked connection (its read and write
@@ -132,6 +154,52 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer closeServed(c)
 		serveHandler(context.Background(), c, s.Handler)
 	}()
+}
+
+// serveHead serves a connection whose first request, whose head a
+// Listener has read ahead of net/http, is a handshake for s: the head, of
+// head.len bytes, is still in the socket, and buf has room for it. It
+// returns false, having read nothing, when s would not accept the request
+// as it is (a refusal, a shutdown, options that cannot work): net/http
+// then reads the request and ServeHTTP answers it, as without a
+// Listener. It returns true when it took the connection, served it to its
+// end or handed it to the Poller.
+func (s *Server) serveHead(nc net.Conn, head *requestHead, buf []byte) bool {
+	if s.Handle == nil && s.Handler == nil {
+		return false
+	}
+	o := s.Options
+	if o == nil {
+		o = &noAcceptOptions
+	}
+	r, err := head.request()
+	if err != nil || o.validate() != nil || checkRequest(r, o) != nil {
+		return false
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	if _, err := io.ReadFull(nc, buf[:head.len]); err != nil {
+		s.handlers.Done()
+		_ = nc.Close()
+		return true
+	}
+	if s.OnAccept != nil || s.Handle != nil {
+		r.RemoteAddr = nc.RemoteAddr().String()
+	}
+	subprotocol := selectSubprotocol(r, o.Subprotocols)
+	deflate, compress := acceptDeflate(r.Header, o.Compression)
+	c, err := newServerConn(nc, nil, r.Header, o, subprotocol, deflate, compress)
+	if err != nil {
+		s.handlers.Done()
+		return true
+	}
+	s.serve(r, c, true)
+	return true
 }
 
 // forget drops c, whose handler has ended, from the connections Shutdown

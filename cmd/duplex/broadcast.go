@@ -62,7 +62,7 @@ func (h *hub) len() int {
 
 // OnOpen subscribes c.
 func (h *hub) OnOpen(c *ws.Conn) {
-	h.log.Debug("broadcast connection open", "remote", c.RemoteAddr().String())
+	debugConn(h.log, c, "broadcast connection open", nil)
 	h.mu.Lock()
 	h.subs[c] = struct{}{}
 	h.mu.Unlock()
@@ -123,12 +123,12 @@ func (h *hub) deliver(msg []byte) {
 
 // OnError logs a subscriber that broke the protocol.
 func (h *hub) OnError(c *ws.Conn, err error) {
-	h.log.Debug("broadcast connection failed", "remote", c.RemoteAddr().String(), "err", err)
+	debugConn(h.log, c, "broadcast connection failed", err)
 }
 
 // OnClose unsubscribes c.
 func (h *hub) OnClose(c *ws.Conn, err error) {
-	h.log.Debug("broadcast connection closed", "remote", c.RemoteAddr().String(), "err", err)
+	debugConn(h.log, c, "broadcast connection closed", err)
 	h.m.conns.Dec()
 	h.mu.Lock()
 	delete(h.subs, c)

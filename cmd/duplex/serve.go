@@ -165,6 +165,15 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 	if ready != nil {
 		ready <- ln.Addr()
 	}
+	if srv.TLSConfig == nil {
+		// The handshakes of the WebSocket endpoints skip net/http; every
+		// other request (and a handshake they would refuse) reaches the
+		// mux as before.
+		ln = ws.NewListener(ln, &ws.ListenerOptions{
+			Routes:      map[string]*ws.Server{"/ws/echo": app.echo, "/ws/broadcast": app.broadcast, "/ws/chat": app.chatWS},
+			HeadTimeout: srv.ReadHeaderTimeout,
+		})
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if srv.TLSConfig != nil {
@@ -474,15 +483,19 @@ func newServer(ctx context.Context, cfg serveConfig, log *slog.Logger) (s *serve
 		Handler:       echoHandler{log, m.endpoint("echo")},
 		Poller:        s.poller,
 		OnAcceptError: m.countAcceptErrors("echo"),
-		OnAccept: func(r *http.Request, c *ws.Conn) {
-			log.Debug("echo accepted", "proto", r.Proto, "remote", r.RemoteAddr)
-		},
 		Options: &ws.AcceptOptions{
 			Heartbeat:      wsHeartbeat,
 			OriginPatterns: cfg.origins,
 			ReadLimit:      cfg.maxMessage,
 			Compression:    compression,
 		},
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		// Only at debug level: a request's RemoteAddr is made for
+		// OnAccept, a measurable share of a handshake on a ws.Listener.
+		s.echo.OnAccept = func(r *http.Request, c *ws.Conn) {
+			log.Debug("echo accepted", "proto", r.Proto, "remote", r.RemoteAddr)
+		}
 	}
 	s.broadcast = &ws.Server{
 		Handler:       s.hub,
@@ -577,7 +590,21 @@ type echoHandler struct {
 
 func (h echoHandler) OnOpen(c *ws.Conn) {
 	h.m.conns.Inc()
-	h.log.Debug("echo connection open", "remote", c.RemoteAddr().String())
+	debugConn(h.log, c, "echo connection open", nil)
+}
+
+// debugConn logs an event of c at debug level. The remote address is
+// formatted only when the level is on: a connection's handshake is short,
+// and formatting it every time was a measurable share of one.
+func debugConn(log *slog.Logger, c *ws.Conn, msg string, err error) {
+	if !log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	if err != nil {
+		log.Debug(msg, "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	log.Debug(msg, "remote", c.RemoteAddr().String())
 }
 
 func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
@@ -587,7 +614,7 @@ func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 		// A connection that is closing (a close frame from either side, or
 		// the shutdown's 1001) or already lost needs nothing more: cutting
 		// it here would drop the close frame still on its way out.
-		h.log.Debug("echo write failed", "remote", c.RemoteAddr().String(), "err", err)
+		debugConn(h.log, c, "echo write failed", err)
 		if !errors.Is(err, net.ErrClosed) {
 			_ = c.CloseNow()
 		}
@@ -595,12 +622,12 @@ func (h echoHandler) OnMessage(c *ws.Conn, typ ws.MessageType, data []byte) {
 }
 
 func (h echoHandler) OnError(c *ws.Conn, err error) {
-	h.log.Debug("echo connection failed", "remote", c.RemoteAddr().String(), "err", err)
+	debugConn(h.log, c, "echo connection failed", err)
 }
 
 func (h echoHandler) OnClose(c *ws.Conn, err error) {
 	h.m.conns.Dec()
-	h.log.Debug("echo connection closed", "remote", c.RemoteAddr().String(), "err", err)
+	debugConn(h.log, c, "echo connection closed", err)
 }
 
 // serveSocketIOEcho installs the main namespace's handlers: "echo"
