@@ -80,6 +80,20 @@
 // closed with 1013 Try Again Later, or 1008, or its new messages are
 // dropped (AcceptOptions.SendQueueFull).
 //
+// # Handshakes without net/http
+//
+// A Listener in front of the http.Server answers the handshakes of the
+// paths it routes itself: it peeks at a new connection's first request,
+// and when that is a plain handshake the route's Server accepts, the Server
+// answers it without net/http's goroutine, buffers and hijack, and serves
+// the connection on the goroutine that read it. Anything else reaches
+// net/http as if the Listener were not there. It is for plain TCP (put TLS
+// in the http.Server, not under the Listener).
+//
+//	fast := ws.NewListener(ln, &ws.ListenerOptions{Routes: map[string]*ws.Server{"/ws": srv}})
+//	mux.Handle("/ws", srv)
+//	http.Serve(fast, mux)
+//
 // # Concurrency
 //
 // Every Conn method may be called from many goroutines at once, except the
