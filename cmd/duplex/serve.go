@@ -157,7 +157,12 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, ready chan<- 
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
+	// No TCP keep-alive probes: every long-lived connection here has a
+	// heartbeat of its own (WebSocket pings, Engine.IO's ping), and
+	// net/http closes idle keep-alive connections after IdleTimeout. The
+	// probes' options were four system calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
