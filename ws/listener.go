@@ -191,8 +191,9 @@ func (l *Listener) sniff(nc net.Conn) {
 	defer headBufs.Put(buf)
 	p := newPeeker(nc, buf[:])
 	if p == nil {
-		l.unsniff(nc)
-		l.pass(nc)
+		if l.unsniff(nc) {
+			l.pass(nc)
+		}
 		return
 	}
 	deadline := false
