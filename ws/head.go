@@ -95,14 +95,17 @@ func parseHead(b []byte, routes func(path []byte) bool) (requestHead, headStatus
 		line := rest[:i]
 		rest = rest[i+2:]
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || !isToken(name) {
-			return h, headOther // no colon, an empty or bad name, or a folded line (it begins with a space)
+		if !ok {
+			return h, headOther
+		}
+		key, ok := canonicalName(name)
+		if !ok {
+			return h, headOther // an empty or bad name, or a folded line (it begins with a space)
 		}
 		value = strings.Trim(value, " \t")
 		if !validHeaderValue(value) {
 			return h, headOther
 		}
-		key := http.CanonicalHeaderKey(name)
 		switch key {
 		case "Host":
 			if h.host != "" || value == "" || !validHost(value) {
@@ -171,6 +174,38 @@ func validTarget(t []byte) bool {
 	}
 	return true
 }
+
+// canonicalName returns the canonical form of a header name
+// (http.CanonicalHeaderKey), and false if it is not a token. A name already
+// canonical is returned as it is, without an allocation.
+func canonicalName(name string) (string, bool) {
+	if name == "" {
+		return "", false
+	}
+	canonical, upper := true, true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !tokenChars[c] {
+			return "", false
+		}
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			canonical = false
+		}
+		upper = c == '-'
+	}
+	if canonical {
+		return name, true
+	}
+	return http.CanonicalHeaderKey(name), true
+}
+
+// tokenChars are the characters of an RFC 9110 token.
+var tokenChars = func() (t [256]bool) {
+	for c := '!'; c <= '~'; c++ {
+		t[c] = !strings.ContainsRune(`()<>@,;:\"/[]?={}`, c)
+	}
+	return t
+}()
 
 // validHeaderValue rejects control characters other than tab, as net/http
 // does.
